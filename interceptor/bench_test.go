@@ -1,0 +1,109 @@
+package interceptor_test
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/rebound-grpc/rebound/interceptor"
+	"github.com/rebound-grpc/rebound/internal/testpb"
+	"github.com/rebound-grpc/rebound/internal/testserver"
+)
+
+func noopUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+func nilInvoker(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+	return nil
+}
+
+// BenchmarkInterceptorAlone measures the interceptor with an invoker that
+// returns at once: the cost rebound adds to every healthy call.
+func BenchmarkInterceptorAlone(b *testing.B) {
+	s, err := interceptor.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	req, reply := &testpb.EchoRequest{}, &testpb.EchoResponse{}
+	for _, bc := range []struct {
+		name string
+		ic   grpc.UnaryClientInterceptor
+	}{
+		{"noop", noopUnary},
+		{"rebound", s.UnaryClientInterceptor()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = bc.ic(ctx, testpb.EchoService_Echo_FullMethodName, req, reply, nil, nilInvoker)
+			}
+		})
+		b.Run(bc.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_ = bc.ic(ctx, testpb.EchoService_Echo_FullMethodName, req, reply, nil, nilInvoker)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkHealthyTCP measures a healthy unary call over loopback TCP, with a
+// no-op interceptor and with rebound.
+func BenchmarkHealthyTCP(b *testing.B) {
+	srv := testserver.Start(b, "primary", testserver.OK)
+	s, err := interceptor.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, bc := range []struct {
+		name string
+		ic   grpc.UnaryClientInterceptor
+	}{
+		{"noop", noopUnary},
+		{"rebound", s.UnaryClientInterceptor()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithDisableRetry(), grpc.WithChainUnaryInterceptor(bc.ic))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Close()
+			client := testpb.NewEchoServiceClient(cc)
+			ctx := context.Background()
+			req := &testpb.EchoRequest{Message: "hello"}
+			if _, err := client.Echo(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.Echo(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestHealthyPathAllocs(t *testing.T) {
+	s := newSuite(t)
+	ic := s.UnaryClientInterceptor()
+	ctx := context.Background()
+	req, reply := &testpb.EchoRequest{}, &testpb.EchoResponse{}
+	for _, m := range []string{testpb.EchoService_Echo_FullMethodName, testpb.EchoService_Create_FullMethodName, "/unknown.Service/Method"} {
+		_ = ic(ctx, m, req, reply, nil, nilInvoker) // first call creates state
+		if n := testing.AllocsPerRun(200, func() { _ = ic(ctx, m, req, reply, nil, nilInvoker) }); n != 0 {
+			t.Errorf("interceptor on %s allocs/op = %v; want 0", m, n)
+		}
+	}
+}
+
+var _ = interceptor.ErrShortCircuit

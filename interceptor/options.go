@@ -1,0 +1,142 @@
+package interceptor
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/rebound-grpc/rebound/internal/policy"
+	"github.com/rebound-grpc/rebound/pattern"
+	reboundv1 "github.com/rebound-grpc/rebound/proto/rebound/v1"
+)
+
+// Option configures a Suite. Options are applied in order by New.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// FallbackFunc answers a call when the steps before it in the method's
+// fallback chain could not. It must fill reply (a message of the method's
+// reply type) and return nil, or return an error and leave reply untouched.
+// It runs within the caller's deadline.
+type FallbackFunc func(ctx context.Context, fullMethod string, req, reply any) error
+
+type config struct {
+	files      *protoregistry.Files
+	defaults   *reboundv1.RecoveryPolicy
+	overrides  map[string]*reboundv1.RecoveryPolicy
+	alternates map[string]grpc.ClientConnInterface
+	funcs      map[string]FallbackFunc
+	budget     pattern.BudgetConfig
+	logger     *zap.Logger
+	errs       []error
+}
+
+func newConfig(opts []Option) *config {
+	c := &config{
+		files:      protoregistry.GlobalFiles,
+		overrides:  map[string]*reboundv1.RecoveryPolicy{},
+		alternates: map[string]grpc.ClientConnInterface{},
+		funcs:      map[string]FallbackFunc{},
+		budget:     pattern.DefaultBudgetConfig(),
+		logger:     zap.NewNop(),
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(c)
+		}
+	}
+	return c
+}
+
+func (c *config) fail(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("rebound: "+format, args...))
+}
+
+// WithFiles resolves policies from the services in files instead of
+// protoregistry.GlobalFiles. Pass nil to resolve from Go options only.
+func WithFiles(files *protoregistry.Files) Option {
+	return optionFunc(func(c *config) { c.files = files })
+}
+
+// WithPolicy sets the policy of one method ("/pkg.Service/Method") or of every
+// method of a service ("pkg.Service"). It overrides the proto options field by
+// field; a method's WithPolicy overrides its service's. The policy is cloned.
+func WithPolicy(fullMethodOrService string, p *reboundv1.RecoveryPolicy) Option {
+	return optionFunc(func(c *config) {
+		if p == nil {
+			c.fail("WithPolicy(%q): nil policy", fullMethodOrService)
+			return
+		}
+		if prev, ok := c.overrides[fullMethodOrService]; ok {
+			c.overrides[fullMethodOrService] = policy.Merge(prev, p)
+			return
+		}
+		c.overrides[fullMethodOrService] = policy.Merge(nil, p)
+	})
+}
+
+// WithDefaultPolicy sets the Suite's defaults: the weakest policy, under every
+// proto option and WithPolicy. Unset fields keep the built-in defaults.
+func WithDefaultPolicy(p *reboundv1.RecoveryPolicy) Option {
+	return optionFunc(func(c *config) {
+		if p == nil {
+			c.fail("WithDefaultPolicy: nil policy")
+			return
+		}
+		c.defaults = policy.Merge(c.defaults, p)
+	})
+}
+
+// WithAlternate registers conn as the alternate target called name, for the
+// fallback steps `alternate: { name: "..." }`. The Suite does not close conn.
+func WithAlternate(name string, conn grpc.ClientConnInterface) Option {
+	return optionFunc(func(c *config) {
+		switch {
+		case name == "":
+			c.fail("WithAlternate: empty name")
+		case conn == nil:
+			c.fail("WithAlternate(%q): nil connection", name)
+		default:
+			c.alternates[name] = conn
+		}
+	})
+}
+
+// WithFallbackFunc registers fn as the function step of fullMethod's fallback
+// chain. A chain without a `function: {}` step gets fn as its last step.
+func WithFallbackFunc(fullMethod string, fn FallbackFunc) Option {
+	return optionFunc(func(c *config) {
+		if fn == nil {
+			c.fail("WithFallbackFunc(%q): nil function", fullMethod)
+			return
+		}
+		c.funcs[fullMethod] = fn
+	})
+}
+
+// WithRetryBudget sets the retry budget shared by all calls to one target
+// (default pattern.DefaultBudgetConfig: retries may spend half of the
+// successful attempts, so a total outage gets almost no retries while a
+// partial one gets the retries it needs).
+func WithRetryBudget(b pattern.BudgetConfig) Option {
+	return optionFunc(func(c *config) { c.budget = b })
+}
+
+// WithLogger logs configuration at New, pattern state transitions and budget
+// exhaustion to l (default: no logging). Healthy calls are never logged.
+func WithLogger(l *zap.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			l = zap.NewNop()
+		}
+		c.logger = l
+	})
+}

@@ -1,0 +1,309 @@
+package interceptor
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/rebound-grpc/rebound/internal/policy"
+	"github.com/rebound-grpc/rebound/pattern"
+)
+
+// maxDynamicMethods bounds the per-method state kept for methods the policy
+// table does not know (generic stubs): beyond it they share one state.
+const maxDynamicMethods = 4096
+
+// maxTargets bounds the per-target state of one method.
+const maxTargets = 1024
+
+// Suite owns the compiled policies and the recovery state (patterns, budgets)
+// of every method and target. Build it with New; it is safe for concurrent use
+// by any number of connections and calls.
+type Suite struct {
+	cfg     *config
+	table   *policy.Table
+	methods map[string]*methodState // known methods; immutable after New
+	// dynamic holds the state of methods the table does not know (copy on write).
+	dynamic  atomic.Pointer[map[string]*methodState]
+	overflow *methodState
+	dynMu    sync.Mutex
+
+	budgets  atomic.Pointer[map[string]*pattern.Budget] // per target, copy on write
+	budgetMu sync.Mutex
+
+	closed atomic.Bool
+}
+
+// methodState is the state of one method: its compiled policy and the pattern
+// holder (shared by the methods of a service when pattern_scope is SERVICE).
+type methodState struct {
+	pol    *policy.Method
+	holder *patternHolder
+}
+
+// patternHolder keeps one pattern instance per target.
+type patternHolder struct {
+	name string // method or service the instance guards, for logs
+	pol  *policy.Method
+	last atomic.Pointer[targetState] // the last target used: the common case is one
+	all  atomic.Pointer[map[string]*targetState]
+	mu   sync.Mutex
+}
+
+// targetState is the recovery state of one (target, method or service).
+type targetState struct {
+	target  string
+	pattern pattern.Pattern
+	budget  *pattern.Budget
+	// degraded counts down the successes since the last failure: while it is
+	// above zero, attempts read trailers for server pushback. A healthy target
+	// does not pay for it (grpc copies the trailer: one allocation per call).
+	degraded atomic.Int32
+}
+
+// degradedCalls is how many successes after a failure still read trailers.
+const degradedCalls = 100
+
+// failed marks the target as degraded.
+func (ts *targetState) failed() { ts.degraded.Store(degradedCalls) }
+
+// succeeded counts a success down from degraded, writing nothing when healthy.
+func (ts *targetState) succeeded() {
+	if ts.degraded.Load() > 0 {
+		ts.degraded.Add(-1)
+	}
+}
+
+// New builds a Suite: it resolves the policy of every method it can see (the
+// services of protoregistry.GlobalFiles unless WithFiles says otherwise),
+// validates it and compiles it. Every invalid option, method and field is
+// reported in one joined error.
+func New(opts ...Option) (*Suite, error) {
+	cfg := newConfig(opts)
+	errs := append([]error(nil), cfg.errs...)
+	if _, err := pattern.NewBudget(cfg.budget); err != nil {
+		errs = append(errs, fmt.Errorf("rebound: WithRetryBudget: %w", err))
+	}
+	alts := make(map[string]bool, len(cfg.alternates))
+	for name := range cfg.alternates {
+		alts[name] = true
+	}
+	funcs := make(map[string]bool, len(cfg.funcs))
+	for fm := range cfg.funcs {
+		funcs[fm] = true
+	}
+	table, err := policy.Build(policy.Input{
+		Files:      cfg.files,
+		Defaults:   cfg.defaults,
+		Overrides:  cfg.overrides,
+		Alternates: alts,
+		Funcs:      funcs,
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s := &Suite{cfg: cfg, table: table, methods: map[string]*methodState{}}
+	services := map[string]*patternHolder{}
+	for _, fm := range table.Methods() {
+		m := table.Lookup(fm)
+		if err := checkPatternSupported(m); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ms := &methodState{pol: m}
+		if m.ServiceScope {
+			h, ok := services[m.Service]
+			if !ok {
+				h = &patternHolder{name: m.Service, pol: m}
+				services[m.Service] = h
+			}
+			ms.holder = h
+		} else {
+			ms.holder = &patternHolder{name: fm, pol: m}
+		}
+		s.methods[fm] = ms
+	}
+	if err := checkPatternSupported(table.Default()); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	s.overflow = &methodState{pol: table.Default(), holder: &patternHolder{name: "other", pol: table.Default()}}
+	empty := map[string]*methodState{}
+	s.dynamic.Store(&empty)
+	noBudgets := map[string]*pattern.Budget{}
+	s.budgets.Store(&noBudgets)
+	cfg.logger.Info("rebound suite ready",
+		zap.Int("methods", len(s.methods)),
+		zap.Int("alternates", len(cfg.alternates)),
+		zap.Int("fallback_funcs", len(cfg.funcs)))
+	for _, fm := range table.Methods() {
+		m := table.Lookup(fm)
+		cfg.logger.Debug("rebound method policy",
+			zap.String("method", fm),
+			zap.Int("max_attempts", m.MaxAttempts),
+			zap.Bool("idempotent", m.Idempotent),
+			zap.Stringer("pattern", m.PatternKind),
+			zap.Int("fallback_steps", len(m.Steps)))
+	}
+	return s, nil
+}
+
+func checkPatternSupported(m *policy.Method) error {
+	switch m.PatternKind {
+	case policy.PatternNone, policy.PatternExponentialBackoff:
+		return nil
+	}
+	where := m.FullMethod
+	if where == "" {
+		where = "default policy"
+	}
+	return fmt.Errorf("rebound: %s: %s: not implemented in this version", where, m.PatternKind)
+}
+
+// Close releases the Suite's resources. Calls made after Close still work,
+// without background work (health watchers stop).
+func (s *Suite) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+// method returns the state of fullMethod: one map lookup for known methods.
+func (s *Suite) method(fullMethod string) *methodState {
+	if ms, ok := s.methods[fullMethod]; ok {
+		return ms
+	}
+	dyn := *s.dynamic.Load()
+	if ms, ok := dyn[fullMethod]; ok {
+		return ms
+	}
+	return s.addDynamic(fullMethod)
+}
+
+func (s *Suite) addDynamic(fullMethod string) *methodState {
+	s.dynMu.Lock()
+	defer s.dynMu.Unlock()
+	old := *s.dynamic.Load()
+	if ms, ok := old[fullMethod]; ok {
+		return ms
+	}
+	if len(old) >= maxDynamicMethods {
+		return s.overflow
+	}
+	m := s.table.Lookup(fullMethod)
+	name := string([]byte(fullMethod)) // own the string: callers may reuse theirs
+	ms := &methodState{pol: m, holder: &patternHolder{name: name, pol: m}}
+	next := make(map[string]*methodState, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = ms
+	s.dynamic.Store(&next)
+	return ms
+}
+
+// target returns the recovery state of (cc's target, h).
+func (s *Suite) target(h *patternHolder, target string) *targetState {
+	if ts := h.last.Load(); ts != nil && ts.target == target {
+		return ts
+	}
+	if all := h.all.Load(); all != nil {
+		if ts, ok := (*all)[target]; ok {
+			h.last.Store(ts)
+			return ts
+		}
+	}
+	return s.addTarget(h, target)
+}
+
+func (s *Suite) addTarget(h *patternHolder, target string) *targetState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var old map[string]*targetState
+	if all := h.all.Load(); all != nil {
+		old = *all
+		if ts, ok := old[target]; ok {
+			return ts
+		}
+	}
+	ts := &targetState{target: target, pattern: s.newPattern(h, target), budget: s.budget(target)}
+	if len(old) >= maxTargets {
+		return ts // not kept: bounded memory beats shared state for a pathological client
+	}
+	next := make(map[string]*targetState, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[target] = ts
+	h.all.Store(&next)
+	h.last.Store(ts)
+	return ts
+}
+
+// budget returns the retry budget shared by every call to target.
+func (s *Suite) budget(target string) *pattern.Budget {
+	if b, ok := (*s.budgets.Load())[target]; ok {
+		return b
+	}
+	s.budgetMu.Lock()
+	defer s.budgetMu.Unlock()
+	old := *s.budgets.Load()
+	if b, ok := old[target]; ok {
+		return b
+	}
+	b, _ := pattern.NewBudget(s.cfg.budget) // validated by New
+	next := make(map[string]*pattern.Budget, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[target] = b
+	s.budgets.Store(&next)
+	return b
+}
+
+// newPattern builds the pattern instance for (target, h).
+func (s *Suite) newPattern(h *patternHolder, target string) pattern.Pattern {
+	switch h.pol.PatternKind {
+	case policy.PatternExponentialBackoff:
+		cfg := h.pol.Breaker
+		log := s.cfg.logger
+		name := h.name
+		cfg.OnStateChange = func(from, to pattern.State, now time.Time) {
+			log.Info("rebound pattern state change",
+				zap.String("method", name),
+				zap.String("target", target),
+				zap.Stringer("from", from),
+				zap.Stringer("to", to))
+		}
+		p, err := pattern.NewExponentialBackoff(cfg)
+		if err == nil {
+			return p
+		}
+		s.cfg.logger.Error("rebound: invalid breaker settings; the method runs without a pattern", zap.String("method", name), zap.Error(err))
+	}
+	return noPattern{}
+}
+
+// noPattern admits everything.
+type noPattern struct{}
+
+func (noPattern) ShouldAttemptRecovery(time.Time, pattern.Priority) pattern.Decision {
+	return pattern.Decision{Allow: true}
+}
+func (noPattern) HandleSuccess(time.Time, pattern.Outcome) {}
+func (noPattern) HandleFailure(time.Time, pattern.Outcome) {}
+func (noPattern) State() pattern.State                     { return pattern.Closed }
+
+// UnaryClientInterceptor returns the unary interceptor of the Suite.
+func (s *Suite) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
+	return s.unary
+}

@@ -1,0 +1,155 @@
+package pattern
+
+import (
+	"go/ast"
+	"go/doc"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// parsePackage parses the non-test Go files of the package in the current
+// directory.
+func parsePackage(t *testing.T) (*token.FileSet, []*ast.File) {
+	t.Helper()
+	entries, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var files []*ast.File
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return fset, files
+}
+
+// TestDocs checks that the package has a doc.go package comment and that
+// every exported identifier is documented.
+func TestDocs(t *testing.T) {
+	t.Parallel()
+	fset, files := parsePackage(t)
+	p, err := doc.NewFromFiles(fset, files, "github.com/rebound-grpc/rebound/pattern")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(p.Doc) == "" {
+		t.Error("package comment missing; want one in doc.go")
+	}
+	for _, f := range files {
+		if f.Doc != nil && fset.Position(f.Package).Filename != "doc.go" {
+			t.Errorf("%s has a package comment; want it only in doc.go", fset.Position(f.Package).Filename)
+		}
+	}
+	for _, name := range undocumented(p) {
+		t.Errorf("%s has no doc comment", name)
+	}
+}
+
+// undocumented lists exported identifiers of p without a doc comment.
+func undocumented(p *doc.Package) []string {
+	var out []string
+	values := func(vs []*doc.Value) {
+		for _, v := range vs {
+			if v.Doc != "" {
+				continue
+			}
+			for _, spec := range v.Decl.Specs {
+				vs := spec.(*ast.ValueSpec)
+				if vs.Doc != nil || vs.Comment != nil {
+					continue
+				}
+				for _, n := range vs.Names {
+					if n.IsExported() {
+						out = append(out, n.Name)
+					}
+				}
+			}
+		}
+	}
+	funcs := func(prefix string, fs []*doc.Func) {
+		for _, f := range fs {
+			if f.Doc == "" && ast.IsExported(f.Name) {
+				out = append(out, prefix+f.Name)
+			}
+		}
+	}
+	values(p.Consts)
+	values(p.Vars)
+	funcs("", p.Funcs)
+	for _, typ := range p.Types {
+		if typ.Doc == "" {
+			out = append(out, typ.Name)
+		}
+		values(typ.Consts)
+		values(typ.Vars)
+		funcs("", typ.Funcs)
+		funcs(typ.Name+".", typ.Methods)
+	}
+	return out
+}
+
+// codesPath is the one gRPC package pattern may import.
+const codesPath = "google.golang.org/grpc/codes"
+
+// TestImports keeps pattern free of the gRPC transport and OpenTelemetry:
+// its files import only the standard library and grpc/codes.
+func TestImports(t *testing.T) {
+	t.Parallel()
+	fset, files := parsePackage(t)
+	for _, f := range files {
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			if first, _, _ := strings.Cut(path, "/"); strings.Contains(first, ".") && path != codesPath {
+				t.Errorf("%s imports %q; want only the standard library and %s", fset.Position(imp.Pos()), path, codesPath)
+			}
+		}
+	}
+}
+
+// TestDeps checks the transitive dependencies with go list: nothing beyond
+// the standard library and what grpc/codes itself needs, and never
+// OpenTelemetry or another part of gRPC.
+func TestDeps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	t.Parallel()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go command not found: %v", err)
+	}
+	list := func(pkg string) map[string]bool {
+		out, err := exec.Command(goTool, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		deps := map[string]bool{}
+		for _, p := range strings.Fields(string(out)) {
+			deps[p] = true
+		}
+		return deps
+	}
+	allowed := list(codesPath)
+	for dep := range list(".") {
+		switch {
+		case dep == "github.com/rebound-grpc/rebound/pattern":
+		case strings.Contains(dep, "opentelemetry"):
+			t.Errorf("pattern depends on %s; want no OpenTelemetry", dep)
+		case !allowed[dep]:
+			t.Errorf("pattern depends on %s; want only the standard library, %s and its dependencies", dep, codesPath)
+		}
+	}
+}

@@ -1,0 +1,32 @@
+// Package pattern owns the recovery patterns of rebound: the state machines
+// that decide whether a call may be sent to its target right now, and how
+// much traffic a recovering target may take. It also owns the retry
+// [Budget] that keeps retries from multiplying an outage.
+//
+// The interceptor (package interceptor) keeps one [Pattern] and one [Budget]
+// per target and method and composes them around every call as
+//
+//	Fallback(Retry(Pattern(call)))
+//
+// Each attempt inside the retry loop first asks
+// [Pattern.ShouldAttemptRecovery]; a rejected attempt ends the loop and goes
+// to the fallback chain. Each admitted attempt reports exactly one [Outcome]
+// to [Pattern.HandleSuccess] or [Pattern.HandleFailure]. A retry (or hedge)
+// after the first attempt also needs a token from [Budget.TryWithdraw]; each
+// successful attempt pays into it with [Budget.OnSuccess].
+//
+// Patterns classify outcomes themselves: a code in their FailureCodes
+// (default [DefaultFailureCodes]) is a failure of the target, any other code
+// is a success (the server answered), and codes.Canceled — the caller gave
+// up — counts nothing.
+//
+// Everything here is safe for concurrent use, starts no goroutines, uses no
+// timers and takes the current time from its caller, so tests drive it with
+// plain time.Time values. On the healthy path (a closed pattern, successful
+// attempts) nothing allocates or takes a lock. Configurations are plain
+// structs with Default…Config constructors; New… functions validate them and
+// return [*ConfigError] values naming the offending field.
+//
+// The package imports only the standard library and
+// google.golang.org/grpc/codes, never the gRPC transport or OpenTelemetry.
+package pattern
