@@ -1,13 +1,13 @@
 package interceptor
 
 import (
-	"context"
 	"fmt"
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/rebound-grpc/rebound/fallback"
 	"github.com/rebound-grpc/rebound/internal/policy"
 	"github.com/rebound-grpc/rebound/pattern"
 	reboundv1 "github.com/rebound-grpc/rebound/proto/rebound/v1"
@@ -23,10 +23,10 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 // FallbackFunc answers a call when the steps before it in the method's
-// fallback chain could not. It must fill reply (a message of the method's
-// reply type) and return nil, or return an error and leave reply untouched.
-// It runs within the caller's deadline.
-type FallbackFunc func(ctx context.Context, fullMethod string, req, reply any) error
+// fallback chain could not. It fills reply (a fresh message of the method's
+// reply type, copied into the caller's reply only when the function returns
+// nil) or returns an error. It runs within the caller's deadline.
+type FallbackFunc = fallback.Func
 
 type config struct {
 	files      *protoregistry.Files
@@ -34,6 +34,7 @@ type config struct {
 	overrides  map[string]*reboundv1.RecoveryPolicy
 	alternates map[string]grpc.ClientConnInterface
 	funcs      map[string]FallbackFunc
+	cache      fallback.Cache
 	budget     pattern.BudgetConfig
 	logger     *zap.Logger
 	errs       []error
@@ -121,6 +122,25 @@ func WithFallbackFunc(fullMethod string, fn FallbackFunc) Option {
 		c.funcs[fullMethod] = fn
 	})
 }
+
+// WithCache sets the cache of the cache fallback steps: replies of methods
+// whose chain has a cache step are stored there on success and served from
+// there on fallback. Default: a fallback.MemoryCache of DefaultCacheBytes,
+// created only when some method has a cache step. See fallback/rediscache
+// for a cache shared by a fleet.
+func WithCache(c fallback.Cache) Option {
+	return optionFunc(func(cfg *config) {
+		if c == nil {
+			cfg.fail("WithCache: nil cache")
+			return
+		}
+		cfg.cache = c
+	})
+}
+
+// DefaultCacheBytes is the size of the memory cache a Suite creates when a
+// method has a cache step and WithCache is not given.
+const DefaultCacheBytes = 64 << 20
 
 // WithRetryBudget sets the retry budget shared by all calls to one target
 // (default pattern.DefaultBudgetConfig: retries may spend half of the

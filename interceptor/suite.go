@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	"github.com/rebound-grpc/rebound/fallback"
 	"github.com/rebound-grpc/rebound/internal/policy"
 	"github.com/rebound-grpc/rebound/pattern"
 )
@@ -36,6 +37,11 @@ type Suite struct {
 	budgets  atomic.Pointer[map[string]*pattern.Budget] // per target, copy on write
 	budgetMu sync.Mutex
 
+	cache      fallback.Cache
+	localCache bool // the cache is in process: writes are synchronous
+	storeSem   chan struct{}
+	storeWG    sync.WaitGroup
+
 	closed atomic.Bool
 }
 
@@ -44,6 +50,19 @@ type Suite struct {
 type methodState struct {
 	pol    *policy.Method
 	holder *patternHolder
+	// timed is set when the pattern needs every attempt's latency; otherwise
+	// the healthy path skips the clock (patterns read it when they need it).
+	timed bool
+	// chain is the fallback chain, nil when there is none; cacheStep is its
+	// first cache step, nil when replies are not stored.
+	chain     *fallback.Chain
+	cacheStep *fallback.CacheStep
+}
+
+func newMethodState(m *policy.Method, h *patternHolder) *methodState {
+	timed := m.PatternKind == policy.PatternPartialRecovery || m.PatternKind == policy.PatternAdaptiveRecovery ||
+		(m.PatternKind == policy.PatternExponentialBackoff && m.Breaker.SlowCallDuration > 0)
+	return &methodState{pol: m, holder: h, timed: timed}
 }
 
 // patternHolder keeps one pattern instance per target.
@@ -110,7 +129,11 @@ func New(opts ...Option) (*Suite, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s := &Suite{cfg: cfg, table: table, methods: map[string]*methodState{}}
+	s := &Suite{cfg: cfg, table: table, methods: map[string]*methodState{}, cache: cfg.cache, storeSem: make(chan struct{}, maxStoresInFlight)}
+	if s.cache == nil && needsCache(table) {
+		s.cache = fallback.NewMemoryCache(DefaultCacheBytes)
+	}
+	_, s.localCache = s.cache.(*fallback.MemoryCache)
 	services := map[string]*patternHolder{}
 	for _, fm := range table.Methods() {
 		m := table.Lookup(fm)
@@ -118,7 +141,7 @@ func New(opts ...Option) (*Suite, error) {
 			errs = append(errs, err)
 			continue
 		}
-		ms := &methodState{pol: m}
+		ms := newMethodState(m, nil)
 		if m.ServiceScope {
 			h, ok := services[m.Service]
 			if !ok {
@@ -129,6 +152,9 @@ func New(opts ...Option) (*Suite, error) {
 		} else {
 			ms.holder = &patternHolder{name: fm, pol: m}
 		}
+		if ms.chain, ms.cacheStep, err = s.buildChain(m, fm); err != nil {
+			errs = append(errs, err)
+		}
 		s.methods[fm] = ms
 	}
 	if err := checkPatternSupported(table.Default()); err != nil {
@@ -137,7 +163,10 @@ func New(opts ...Option) (*Suite, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.overflow = &methodState{pol: table.Default(), holder: &patternHolder{name: "other", pol: table.Default()}}
+	s.overflow = newMethodState(table.Default(), &patternHolder{name: "other", pol: table.Default()})
+	if s.overflow.chain, s.overflow.cacheStep, err = s.buildChain(table.Default(), "default policy"); err != nil {
+		return nil, err
+	}
 	empty := map[string]*methodState{}
 	s.dynamic.Store(&empty)
 	noBudgets := map[string]*pattern.Budget{}
@@ -170,11 +199,25 @@ func checkPatternSupported(m *policy.Method) error {
 	return fmt.Errorf("rebound: %s: %s: not implemented in this version", where, m.PatternKind)
 }
 
-// Close releases the Suite's resources. Calls made after Close still work,
-// without background work (health watchers stop).
+// Close waits for the Suite's background cache writes and stops its
+// background work. Calls made after Close still work. Close is idempotent.
 func (s *Suite) Close() error {
 	s.closed.Store(true)
+	s.storeWG.Wait()
 	return nil
+}
+
+// needsCache reports whether some policy of t has a cache step.
+func needsCache(t *policy.Table) bool {
+	if t.Default().Cache != nil {
+		return true
+	}
+	for _, fm := range t.Methods() {
+		if t.Lookup(fm).Cache != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // method returns the state of fullMethod: one map lookup for known methods.
@@ -201,7 +244,8 @@ func (s *Suite) addDynamic(fullMethod string) *methodState {
 	}
 	m := s.table.Lookup(fullMethod)
 	name := string([]byte(fullMethod)) // own the string: callers may reuse theirs
-	ms := &methodState{pol: m, holder: &patternHolder{name: name, pol: m}}
+	ms := newMethodState(m, &patternHolder{name: name, pol: m})
+	ms.chain, ms.cacheStep, _ = s.buildChain(m, name) // the same policies compiled at New
 	next := make(map[string]*methodState, len(old)+1)
 	for k, v := range old {
 		next[k] = v

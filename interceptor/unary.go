@@ -55,7 +55,10 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 	ms := s.method(method)
 	pol := ms.pol
 	ts := s.target(ms.holder, targetOf(cc))
-	start := time.Now()
+	var start time.Time // zero: not measured (see pattern.Pattern)
+	if ms.timed {
+		start = time.Now()
+	}
 	prio := priorityOf(ctx, pol.Priority)
 	d := ts.pattern.ShouldAttemptRecovery(start, prio)
 	if !d.Allow {
@@ -70,18 +73,29 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 	if pol.PerAttemptTimeout > 0 {
 		actx, cancel := context.WithTimeout(ctx, pol.PerAttemptTimeout)
 		err, trailer = s.invoke(actx, ts, pol, method, req, reply, cc, invoker, opts)
-		timedOut = err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		timedOut = err != nil && attemptTimedOut(ctx, actx, err)
 		cancel()
 	} else {
 		err, trailer = s.invoke(ctx, ts, pol, method, req, reply, cc, invoker, opts)
 	}
-	lat := time.Since(start)
+	var (
+		now time.Time
+		lat time.Duration
+	)
+	if ms.timed {
+		lat = time.Since(start)
+		now = start.Add(lat)
+	}
 	code := codes.OK
 	if err != nil {
 		code = status.Code(err)
+		if now.IsZero() {
+			now = time.Now()
+		}
 	}
-	s.report(ctx, ts, pol, start.Add(lat), code, lat, d.Probe)
+	s.report(ctx, ts, pol, now, code, lat, d.Probe)
 	if err == nil {
+		s.succeeded(ctx, ms, method, req, reply, opts, 1)
 		return nil
 	}
 	c := &call{s: s, ms: ms, ts: ts, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, prio: prio,
@@ -109,6 +123,17 @@ func (s *Suite) invoke(ctx context.Context, ts *targetState, pol *policy.Method,
 	ao.opts = ao.opts[:0]
 	attemptOptsPool.Put(ao)
 	return err, trailer
+}
+
+// succeeded finishes a call the primary answered: the reply is cached when
+// the method's chain has a cache step, and ServedBy options are told.
+func (s *Suite) succeeded(ctx context.Context, ms *methodState, method string, req, reply any, opts []grpc.CallOption, attempts int) {
+	if ms.cacheStep != nil {
+		s.store(ctx, ms, method, req, reply)
+	}
+	if len(opts) > 0 {
+		setServed(opts, Served{Attempts: attempts})
+	}
 }
 
 // report gives one attempt's outcome to the pattern and the budget. A failure
@@ -143,6 +168,21 @@ func callerDone(ctx context.Context, code codes.Code, now time.Time) bool {
 		return false
 	}
 	dl, ok := ctx.Deadline()
+	return ok && dl.Sub(now) < deadlineSlack
+}
+
+// attemptTimedOut reports whether err is the per-attempt timeout of actx
+// firing, rather than the caller's deadline (ctx).
+func attemptTimedOut(ctx, actx context.Context, err error) bool {
+	now := time.Now()
+	code := status.Code(err)
+	if code != codes.DeadlineExceeded && code != codes.Canceled || callerDone(ctx, codes.DeadlineExceeded, now) {
+		return false
+	}
+	if actx.Err() == context.DeadlineExceeded {
+		return true
+	}
+	dl, ok := actx.Deadline()
 	return ok && dl.Sub(now) < deadlineSlack
 }
 
@@ -181,7 +221,7 @@ func (c *call) retryable() bool {
 	if callerDone(c.ctx, c.lastCode, time.Now()) {
 		return false
 	}
-	return pol.RetryableCodes.Has(c.lastCode) || (c.timedOut && c.lastCode == codes.DeadlineExceeded)
+	return pol.RetryableCodes.Has(c.lastCode) || c.timedOut
 }
 
 // Next implements retry.Backoff: the delay before the next attempt, or stop.
@@ -259,7 +299,7 @@ func (c *call) attempt(ctx context.Context) error {
 	}
 	c.attempts++
 	err, trailer := c.s.invoke(actx, c.ts, pol, c.method, c.req, c.reply, c.cc, c.invoker, c.opts)
-	c.timedOut = cancel != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+	c.timedOut = cancel != nil && err != nil && attemptTimedOut(ctx, actx, err)
 	if cancel != nil {
 		cancel()
 	}
@@ -287,6 +327,7 @@ func (c *call) retryAndFallback(ctx context.Context) error {
 	if pol.MaxAttempts > 1 && c.retryable() {
 		err := retry.Do(ctx, c, c.attempt)
 		if err == nil {
+			c.s.succeeded(ctx, c.ms, c.method, c.req, c.reply, c.opts, c.attempts)
 			return nil
 		}
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -311,10 +352,4 @@ func (c *call) fallbackOrErr(ctx context.Context, cause error) error {
 // shortCircuit is the error of a call the pattern did not admit.
 func (c *call) shortCircuit(d pattern.Decision) error {
 	return &ShortCircuitError{Method: c.method, Target: c.ts.target, State: c.ts.pattern.State(), RetryAfter: d.RetryAfter}
-}
-
-// fallback runs the method's fallback chain; cause stays the error when no
-// step answers.
-func (c *call) fallback(ctx context.Context, cause error) error {
-	return cause
 }

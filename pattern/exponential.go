@@ -310,6 +310,9 @@ func (b *ExponentialBackoff) ShouldAttemptRecovery(now time.Time, _ Priority) De
 }
 
 func (b *ExponentialBackoff) shouldAttemptSlow(now time.Time) Decision {
+	if now.IsZero() {
+		now = time.Now()
+	}
 	if State(b.state.Load()) == Open {
 		if left := b.openUntilNs.Load() - now.UnixNano(); left > 0 {
 			return Decision{RetryAfter: time.Duration(left)}
@@ -356,6 +359,9 @@ func (b *ExponentialBackoff) HandleSuccess(now time.Time, o Outcome) {
 		if b.consecutive.Load() != 0 {
 			b.consecutive.Store(0)
 		}
+		if now.IsZero() && b.cfg.WindowDuration > 0 {
+			now = time.Now()
+		}
 		b.win.Load().success(now)
 		return
 	}
@@ -370,6 +376,9 @@ func (b *ExponentialBackoff) HandleFailure(now time.Time, o Outcome) {
 }
 
 func (b *ExponentialBackoff) handle(now time.Time, o Outcome, kind outcomeKind) {
+	if now.IsZero() {
+		now = time.Now()
+	}
 	slow := kind != neutral && b.cfg.SlowCallDuration > 0 && o.Latency >= b.cfg.SlowCallDuration
 	if o.Probe {
 		b.handleProbe(now, o, kind, slow)

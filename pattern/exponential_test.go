@@ -675,3 +675,30 @@ func TestExponentialBackoffConcurrentSafe(t *testing.T) {
 		})
 	}
 }
+
+func TestZeroNowReadsTheClock(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultExponentialBackoffConfig()
+	cfg.ConsecutiveFailures = 2
+	cfg.OpenDelay = time.Hour
+	cfg.MaxOpenDelay = time.Hour
+	cfg.Jitter = 0
+	b, err := NewExponentialBackoff(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero time.Time
+	if d := b.ShouldAttemptRecovery(zero, Default); !d.Allow {
+		t.Fatalf("ShouldAttemptRecovery(zero) = %+v; want allowed while Closed", d)
+	}
+	b.HandleSuccess(zero, Outcome{Code: codes.OK})
+	b.HandleFailure(zero, Outcome{Code: codes.Unavailable})
+	b.HandleFailure(zero, Outcome{Code: codes.Unavailable})
+	if b.State() != Open {
+		t.Fatalf("State() = %v; want open after 2 failures reported with a zero now", b.State())
+	}
+	d := b.ShouldAttemptRecovery(zero, Default)
+	if d.Allow || d.RetryAfter < 59*time.Minute || d.RetryAfter > time.Hour {
+		t.Errorf("ShouldAttemptRecovery(zero) = %+v; want refused for about an hour (the real clock, not year 1)", d)
+	}
+}

@@ -113,6 +113,12 @@ type Decision struct {
 //
 // Implementations are safe for concurrent use, take the current time from the
 // caller (no timers, no goroutines) and allocate nothing per call.
+//
+// A zero now means "not measured": the caller skipped the clock on its
+// healthy path, and the pattern reads time.Now itself wherever it needs the
+// time (leaving Closed, time windows). With a zero now the Outcome's Latency
+// is zero too, and rules that need latency are not applied to that outcome;
+// the interceptor always measures when the pattern's settings need latency.
 type Pattern interface {
 	// ShouldAttemptRecovery decides whether an attempt of priority p may be
 	// sent now.

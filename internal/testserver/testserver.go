@@ -25,6 +25,8 @@ type Call struct {
 	N int64
 	// MD is the attempt's incoming metadata.
 	MD metadata.MD
+	// Deadline is the attempt's deadline as the server saw it (zero: none).
+	Deadline time.Time
 }
 
 // Response is what the server does with one attempt.
@@ -132,7 +134,8 @@ func (s *Server) Calls() []Call {
 // handle runs the behaviour for one attempt; a nil error means answer.
 func (s *Server) handle(ctx context.Context, method string) (Response, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	c := Call{Method: method, N: s.n.Add(1), MD: md}
+	dl, _ := ctx.Deadline()
+	c := Call{Method: method, N: s.n.Add(1), MD: md, Deadline: dl}
 	s.mu.Lock()
 	s.calls = append(s.calls, c)
 	s.mu.Unlock()
