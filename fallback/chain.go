@@ -145,10 +145,11 @@ func (ch *Chain) Run(ctx context.Context, c *Call, cause error) (Served, error) 
 	return ch.RunObserved(ctx, c, cause, nil)
 }
 
-// StepObserver is told the result of each step as it ends (for telemetry).
-type StepObserver func(step Step, served Served, err error, took time.Duration)
+// StepObserver is told when each step starts: it returns the context the step
+// runs in (e.g. with a span) and a function called with the step's result.
+type StepObserver func(ctx context.Context, step Step) (context.Context, func(Served, error))
 
-// RunObserved is Run with an observer called after every step.
+// RunObserved is Run with an observer of every step (for telemetry).
 func (ch *Chain) RunObserved(ctx context.Context, c *Call, cause error, obs StepObserver) (Served, error) {
 	ctx = context.WithValue(ctx, inChainKey{}, true)
 	var errs []error
@@ -157,11 +158,12 @@ func (ch *Chain) RunObserved(ctx context.Context, c *Call, cause error, obs Step
 			errs = append(errs, fmt.Errorf("%s: not started: %w", s.Kind(), err))
 			break
 		}
-		start := time.Now()
-		served, err := s.Answer(ctx, c)
+		sctx, end := ctx, func(Served, error) {}
 		if obs != nil {
-			obs(s, served, err, time.Since(start))
+			sctx, end = obs(ctx, s)
 		}
+		served, err := s.Answer(sctx, c)
+		end(served, err)
 		if err == nil {
 			return served, nil
 		}

@@ -81,8 +81,13 @@ type CacheStep struct {
 	keyMetadata  []string
 }
 
-// ErrCacheMiss is returned by the cache step when it has nothing to serve.
+// ErrCacheMiss is returned by the cache step when it has nothing to serve:
+// no entry, or one that does not unmarshal into the reply type.
 var ErrCacheMiss = errors.New("fallback: cache miss")
+
+// ErrCacheStale is returned by the cache step when its entry is older than
+// the step's maximum staleness.
+var ErrCacheStale = errors.New("fallback: cached reply too old")
 
 // NewCacheStep returns a cache step over c.
 func NewCacheStep(c Cache, maxStaleness time.Duration, keyMetadata []string) *CacheStep {
@@ -165,7 +170,7 @@ func (s *CacheStep) Answer(ctx context.Context, c *Call) (Served, error) {
 	}
 	age := time.Since(e.StoredAt)
 	if e.StoredAt.IsZero() || age > s.maxStaleness {
-		return Served{}, fmt.Errorf("cache: entry is %v old, older than the %v allowed: %w", age.Round(time.Millisecond), s.maxStaleness, ErrCacheMiss)
+		return Served{}, fmt.Errorf("cache: entry is %v old, older than the %v allowed: %w", age.Round(time.Millisecond), s.maxStaleness, ErrCacheStale)
 	}
 	if err := fill(c.Reply, func(m proto.Message) error { return proto.Unmarshal(e.Value, m) }); err != nil {
 		return Served{}, fmt.Errorf("cache: the entry does not unmarshal into the reply type (%v): %w", err, ErrCacheMiss)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -107,3 +110,46 @@ func TestHealthyPathAllocs(t *testing.T) {
 }
 
 var _ = interceptor.ErrShortCircuit
+
+// BenchmarkTracingCost compares, over loopback TCP, what tracing adds to a
+// healthy call: rebound's call and attempt spans against otelgrpc's stats
+// handler, both with the same recording SDK tracer provider.
+func BenchmarkTracingCost(b *testing.B) {
+	srv := testserver.Start(b, "primary", testserver.OK)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	s, err := interceptor.New(interceptor.WithTracerProvider(tp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, bc := range []struct {
+		name string
+		opts []grpc.DialOption
+	}{
+		{"none", nil},
+		{"otelgrpc", []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp)))}},
+		{"rebound", []grpc.DialOption{grpc.WithChainUnaryInterceptor(s.UnaryClientInterceptor())}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry()}, bc.opts...)
+			cc, err := grpc.NewClient(srv.Addr, opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Close()
+			client := testpb.NewEchoServiceClient(cc)
+			ctx := context.Background()
+			req := &testpb.EchoRequest{Message: "hello"}
+			if _, err := client.Echo(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.Echo(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -136,11 +136,10 @@ func (s *Suite) store(ctx context.Context, ms *methodState, method string, req, 
 func (c *call) fallback(ctx context.Context, cause error) error {
 	ch := c.ms.chain
 	if ch == nil || fallback.InChain(ctx) {
-		setServed(c.opts, Served{Source: fallback.SourceNone, Attempts: c.attempts})
-		return cause
+		return c.done(ctx, Served{Source: fallback.SourceNone, Attempts: c.attempts}, cause)
 	}
-	served, err := ch.Run(ctx, &fallback.Call{Method: c.method, Req: c.req, Reply: c.reply, Priority: c.prio}, cause)
+	served, err := ch.RunObserved(ctx, &fallback.Call{Method: c.method, Req: c.req, Reply: c.reply, Priority: c.prio}, cause,
+		c.s.stepObserver(c.ms, c.method, c.span))
 	served.Attempts = c.attempts
-	setServed(c.opts, served)
-	return err
+	return c.done(ctx, served, err)
 }

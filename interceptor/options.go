@@ -3,6 +3,8 @@ package interceptor
 import (
 	"fmt"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -36,6 +38,8 @@ type config struct {
 	funcs      map[string]FallbackFunc
 	cache      fallback.Cache
 	budget     pattern.BudgetConfig
+	tp         trace.TracerProvider
+	mp         metric.MeterProvider
 	logger     *zap.Logger
 	errs       []error
 }
@@ -148,6 +152,21 @@ const DefaultCacheBytes = 64 << 20
 // partial one gets the retries it needs).
 func WithRetryBudget(b pattern.BudgetConfig) Option {
 	return optionFunc(func(c *config) { c.budget = b })
+}
+
+// WithTracerProvider traces calls with tp (default: the otel global
+// provider, looked up per call, so a provider set after New is used). While
+// the global was never set, or with a no-op provider, no span is created and
+// tracing costs nothing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) { c.tp = tp })
+}
+
+// WithMeterProvider records metrics with mp (default: the otel global
+// provider). Instruments are created by New; a disabled instrument costs one
+// atomic load per call.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc(func(c *config) { c.mp = mp })
 }
 
 // WithLogger logs configuration at New, pattern state transitions and budget

@@ -1,12 +1,16 @@
 package interceptor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
@@ -42,6 +46,8 @@ type Suite struct {
 	storeSem   chan struct{}
 	storeWG    sync.WaitGroup
 
+	tel *telemetry
+
 	closed atomic.Bool
 }
 
@@ -57,6 +63,9 @@ type methodState struct {
 	// first cache step, nil when replies are not stored.
 	chain     *fallback.Chain
 	cacheStep *fallback.CacheStep
+	// known is set for methods the policy table knows (their names are
+	// bounded, so metrics may carry them).
+	known bool
 }
 
 func newMethodState(m *policy.Method, h *patternHolder) *methodState {
@@ -67,11 +76,12 @@ func newMethodState(m *policy.Method, h *patternHolder) *methodState {
 
 // patternHolder keeps one pattern instance per target.
 type patternHolder struct {
-	name string // method or service the instance guards, for logs
-	pol  *policy.Method
-	last atomic.Pointer[targetState] // the last target used: the common case is one
-	all  atomic.Pointer[map[string]*targetState]
-	mu   sync.Mutex
+	name       string // method or service the instance guards, for logs
+	metricName string // its rpc.method attribute: bounded ("_OTHER" for unknown methods)
+	pol        *policy.Method
+	last       atomic.Pointer[targetState] // the last target used: the common case is one
+	all        atomic.Pointer[map[string]*targetState]
+	mu         sync.Mutex
 }
 
 // targetState is the recovery state of one (target, method or service).
@@ -83,6 +93,34 @@ type targetState struct {
 	// above zero, attempts read trailers for server pushback. A healthy target
 	// does not pay for it (grpc copies the trailer: one allocation per call).
 	degraded atomic.Int32
+	// budgetEmpty is set once the budget refused a retry, until it grants one:
+	// exhaustion is logged once per episode.
+	budgetEmpty atomic.Bool
+
+	// Precomputed metric attributes (rpc.method, server.address) and call
+	// span options.
+	callOpts       atomic.Pointer[[]trace.SpanStartOption]
+	attrs          attribute.Set
+	okAttemptOpt   []metric.AddOption
+	primaryCallOpt []metric.AddOption
+}
+
+// budgetOK notes that the budget granted a retry.
+func (ts *targetState) budgetOK() {
+	if ts.budgetEmpty.Load() {
+		ts.budgetEmpty.Store(false)
+	}
+}
+
+// budgetExhausted records a retry the budget refused; it logs once per episode.
+func (s *Suite) budgetExhausted(ctx context.Context, ts *targetState, method string) {
+	if s.tel.budgetExhausted.Enabled(ctx) {
+		s.tel.budgetExhausted.Add(ctx, 1, metric.WithAttributeSet(ts.attrs))
+	}
+	if ts.budgetEmpty.CompareAndSwap(false, true) {
+		s.cfg.logger.Warn("rebound retry budget exhausted: retries to this target stop until calls succeed again",
+			zap.String("method", method), zap.String("target", ts.target))
+	}
 }
 
 // degradedCalls is how many successes after a failure still read trailers.
@@ -130,6 +168,7 @@ func New(opts ...Option) (*Suite, error) {
 		return nil, errors.Join(errs...)
 	}
 	s := &Suite{cfg: cfg, table: table, methods: map[string]*methodState{}, cache: cfg.cache, storeSem: make(chan struct{}, maxStoresInFlight)}
+	s.tel = newTelemetry(s, cfg.tp, cfg.mp)
 	if s.cache == nil && needsCache(table) {
 		s.cache = fallback.NewMemoryCache(DefaultCacheBytes)
 	}
@@ -142,15 +181,16 @@ func New(opts ...Option) (*Suite, error) {
 			continue
 		}
 		ms := newMethodState(m, nil)
+		ms.known = true
 		if m.ServiceScope {
 			h, ok := services[m.Service]
 			if !ok {
-				h = &patternHolder{name: m.Service, pol: m}
+				h = &patternHolder{name: m.Service, metricName: m.Service, pol: m}
 				services[m.Service] = h
 			}
 			ms.holder = h
 		} else {
-			ms.holder = &patternHolder{name: fm, pol: m}
+			ms.holder = &patternHolder{name: fm, metricName: fm[1:], pol: m}
 		}
 		if ms.chain, ms.cacheStep, err = s.buildChain(m, fm); err != nil {
 			errs = append(errs, err)
@@ -163,7 +203,7 @@ func New(opts ...Option) (*Suite, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	s.overflow = newMethodState(table.Default(), &patternHolder{name: "other", pol: table.Default()})
+	s.overflow = newMethodState(table.Default(), &patternHolder{name: "other", metricName: otherMethod, pol: table.Default()})
 	if s.overflow.chain, s.overflow.cacheStep, err = s.buildChain(table.Default(), "default policy"); err != nil {
 		return nil, err
 	}
@@ -202,9 +242,35 @@ func checkPatternSupported(m *policy.Method) error {
 // Close waits for the Suite's background cache writes and stops its
 // background work. Calls made after Close still work. Close is idempotent.
 func (s *Suite) Close() error {
-	s.closed.Store(true)
+	if s.closed.Swap(true) {
+		return nil
+	}
 	s.storeWG.Wait()
+	s.tel.close()
 	return nil
+}
+
+// eachTarget calls fn for every (pattern holder, target) state, once each.
+func (s *Suite) eachTarget(fn func(method string, ts *targetState)) {
+	seen := map[*patternHolder]bool{}
+	visit := func(h *patternHolder) {
+		if h == nil || seen[h] {
+			return
+		}
+		seen[h] = true
+		if all := h.all.Load(); all != nil {
+			for _, ts := range *all {
+				fn(h.metricName, ts)
+			}
+		}
+	}
+	for _, ms := range s.methods {
+		visit(ms.holder)
+	}
+	for _, ms := range *s.dynamic.Load() {
+		visit(ms.holder)
+	}
+	visit(s.overflow.holder)
 }
 
 // needsCache reports whether some policy of t has a cache step.
@@ -244,7 +310,7 @@ func (s *Suite) addDynamic(fullMethod string) *methodState {
 	}
 	m := s.table.Lookup(fullMethod)
 	name := string([]byte(fullMethod)) // own the string: callers may reuse theirs
-	ms := newMethodState(m, &patternHolder{name: name, pol: m})
+	ms := newMethodState(m, &patternHolder{name: name, metricName: otherMethod, pol: m})
 	ms.chain, ms.cacheStep, _ = s.buildChain(m, name) // the same policies compiled at New
 	next := make(map[string]*methodState, len(old)+1)
 	for k, v := range old {
@@ -280,6 +346,7 @@ func (s *Suite) addTarget(h *patternHolder, target string) *targetState {
 		}
 	}
 	ts := &targetState{target: target, pattern: s.newPattern(h, target), budget: s.budget(target)}
+	ts.initAttrs(h.metricName)
 	if len(old) >= maxTargets {
 		return ts // not kept: bounded memory beats shared state for a pathological client
 	}
@@ -322,6 +389,7 @@ func (s *Suite) newPattern(h *patternHolder, target string) pattern.Pattern {
 		log := s.cfg.logger
 		name := h.name
 		cfg.OnStateChange = func(from, to pattern.State, now time.Time) {
+			s.onTransition(h.metricName, target, from, to)
 			log.Info("rebound pattern state change",
 				zap.String("method", name),
 				zap.String("target", target),

@@ -9,12 +9,15 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-retry"
-	"go.uber.org/zap"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/rebound-grpc/rebound/fallback"
 	"github.com/rebound-grpc/rebound/internal/policy"
 	"github.com/rebound-grpc/rebound/pattern"
 )
@@ -55,6 +58,7 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 	ms := s.method(method)
 	pol := ms.pol
 	ts := s.target(ms.holder, targetOf(cc))
+	ctx, span := s.callSpan(ctx, ms, ts, method)
 	var start time.Time // zero: not measured (see pattern.Pattern)
 	if ms.timed {
 		start = time.Now()
@@ -62,22 +66,24 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 	prio := priorityOf(ctx, pol.Priority)
 	d := ts.pattern.ShouldAttemptRecovery(start, prio)
 	if !d.Allow {
-		c := &call{s: s, ms: ms, ts: ts, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, prio: prio}
-		return c.fallback(ctx, c.shortCircuit(d))
+		c := &call{s: s, ms: ms, ts: ts, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, prio: prio, span: span}
+		return c.shortCircuited(ctx, d)
 	}
+	actx, aspan := s.attemptSpan(ctx, span, method, 1, 0, d.Probe)
 	var (
 		err      error
 		trailer  metadata.MD
 		timedOut bool
 	)
 	if pol.PerAttemptTimeout > 0 {
-		actx, cancel := context.WithTimeout(ctx, pol.PerAttemptTimeout)
-		err, trailer = s.invoke(actx, ts, pol, method, req, reply, cc, invoker, opts)
-		timedOut = err != nil && attemptTimedOut(ctx, actx, err)
+		tctx, cancel := context.WithTimeout(actx, pol.PerAttemptTimeout)
+		err, trailer = s.invoke(tctx, ts, pol, method, req, reply, cc, invoker, opts)
+		timedOut = err != nil && attemptTimedOut(ctx, tctx, err)
 		cancel()
 	} else {
-		err, trailer = s.invoke(ctx, ts, pol, method, req, reply, cc, invoker, opts)
+		err, trailer = s.invoke(actx, ts, pol, method, req, reply, cc, invoker, opts)
 	}
+	endAttemptSpan(aspan, err)
 	var (
 		now time.Time
 		lat time.Duration
@@ -94,11 +100,14 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 		}
 	}
 	s.report(ctx, ts, pol, now, code, lat, d.Probe)
+	s.recordAttempt(ctx, ts, code)
 	if err == nil {
-		s.succeeded(ctx, ms, method, req, reply, opts, 1)
+		s.succeeded(ctx, ms, method, req, reply, opts)
+		s.recordCall(ctx, ms, ts, method, Served{Attempts: 1}, 0)
+		endCallSpan(span, nil, Served{Attempts: 1})
 		return nil
 	}
-	c := &call{s: s, ms: ms, ts: ts, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, prio: prio,
+	c := &call{s: s, ms: ms, ts: ts, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, prio: prio, span: span,
 		attempts: 1, lastErr: err, lastCode: code, lastTrailer: trailer, timedOut: timedOut}
 	return c.retryAndFallback(ctx)
 }
@@ -125,14 +134,14 @@ func (s *Suite) invoke(ctx context.Context, ts *targetState, pol *policy.Method,
 	return err, trailer
 }
 
-// succeeded finishes a call the primary answered: the reply is cached when
-// the method's chain has a cache step, and ServedBy options are told.
-func (s *Suite) succeeded(ctx context.Context, ms *methodState, method string, req, reply any, opts []grpc.CallOption, attempts int) {
+// succeeded caches the reply of a call the primary answered when the
+// method's chain has a cache step, and tells ServedBy options.
+func (s *Suite) succeeded(ctx context.Context, ms *methodState, method string, req, reply any, opts []grpc.CallOption) {
 	if ms.cacheStep != nil {
 		s.store(ctx, ms, method, req, reply)
 	}
 	if len(opts) > 0 {
-		setServed(opts, Served{Attempts: attempts})
+		setServed(opts, Served{Attempts: 1})
 	}
 }
 
@@ -203,6 +212,7 @@ type call struct {
 	invoker grpc.UnaryInvoker
 	opts    []grpc.CallOption
 	prio    pattern.Priority
+	span    trace.Span // the call span, nil when tracing is off
 
 	ctx         context.Context
 	attempts    int
@@ -211,6 +221,7 @@ type call struct {
 	lastTrailer metadata.MD
 	timedOut    bool // the last attempt hit its per-attempt timeout
 	prevDelay   time.Duration
+	slept       time.Duration     // total backoff slept
 	refused     *pattern.Decision // the pattern refused a retry
 	seeded      bool
 }
@@ -224,17 +235,25 @@ func (c *call) retryable() bool {
 	return pol.RetryableCodes.Has(c.lastCode) || c.timedOut
 }
 
+// stop records why no further retry is sent, and tells go-retry to stop.
+func (c *call) stop(reason string) (time.Duration, bool) {
+	if c.span != nil {
+		c.span.AddEvent(eventRetryStopped, trace.WithAttributes(attribute.String(attrStopReason, reason)))
+	}
+	return 0, true
+}
+
 // Next implements retry.Backoff: the delay before the next attempt, or stop.
 // It is called only after a retryable failure.
 func (c *call) Next() (time.Duration, bool) {
 	pol := c.ms.pol
 	if c.attempts >= pol.MaxAttempts {
-		return 0, true
+		return c.stop("max_attempts")
 	}
 	var delay time.Duration
 	if pb, ok := pushback(c.lastTrailer); ok {
 		if pb < 0 {
-			return 0, true // the server asked for no retry
+			return c.stop("server_pushback") // the server asked for no retry
 		}
 		delay = min(pb, maxPushback)
 	} else {
@@ -242,13 +261,18 @@ func (c *call) Next() (time.Duration, bool) {
 	}
 	now := time.Now()
 	if dl, ok := c.ctx.Deadline(); ok && dl.Sub(now) < delay+minAttemptRoom {
-		return 0, true
+		return c.stop("deadline")
 	}
 	if !c.ts.budget.TryWithdraw(now) {
-		c.s.cfg.logger.Debug("rebound retry budget exhausted", zap.String("method", c.method), zap.String("target", c.ts.target))
-		return 0, true
+		c.s.budgetExhausted(c.ctx, c.ts, c.method)
+		return c.stop("retry_budget")
 	}
+	c.ts.budgetOK()
 	c.prevDelay = delay
+	c.slept += delay
+	if c.span != nil {
+		c.span.AddEvent(eventBackoff, trace.WithAttributes(attribute.Int(attrAttempt, c.attempts+1), attribute.Int64(attrBackoff, delay.Milliseconds())))
+	}
 	return delay, false
 }
 
@@ -275,7 +299,7 @@ func pushback(md metadata.MD) (time.Duration, bool) {
 	return time.Duration(n) * time.Millisecond, true
 }
 
-// attempt runs retry number c.attempts (1-based count of attempts made so far).
+// attempt runs the next attempt (c.attempts counts those made so far).
 func (c *call) attempt(ctx context.Context) error {
 	if !c.seeded {
 		// The first attempt already ran on the healthy path: seed the loop with it.
@@ -290,9 +314,15 @@ func (c *call) attempt(ctx context.Context) error {
 	d := c.ts.pattern.ShouldAttemptRecovery(start, c.prio)
 	if !d.Allow {
 		c.refused = &d
+		if c.span != nil {
+			c.span.AddEvent(eventShortCircuit, trace.WithAttributes(
+				attribute.String(attrPatternState, c.ts.pattern.State().String()),
+				attribute.Int64(attrRetryAfter, d.RetryAfter.Milliseconds())))
+		}
 		return c.lastErr
 	}
-	actx := metadata.AppendToOutgoingContext(ctx, previousAttemptsKey, strconv.Itoa(c.attempts))
+	actx, aspan := c.s.attemptSpan(ctx, c.span, c.method, c.attempts+1, c.prevDelay, d.Probe)
+	actx = metadata.AppendToOutgoingContext(actx, previousAttemptsKey, strconv.Itoa(c.attempts))
 	var cancel context.CancelFunc
 	if pol.PerAttemptTimeout > 0 {
 		actx, cancel = context.WithTimeout(actx, pol.PerAttemptTimeout)
@@ -303,12 +333,14 @@ func (c *call) attempt(ctx context.Context) error {
 	if cancel != nil {
 		cancel()
 	}
+	endAttemptSpan(aspan, err)
 	lat := time.Since(start)
 	code := codes.OK
 	if err != nil {
 		code = status.Code(err)
 	}
 	c.s.report(ctx, c.ts, pol, start.Add(lat), code, lat, d.Probe)
+	c.s.recordAttempt(ctx, c.ts, code)
 	if err == nil {
 		return nil
 	}
@@ -327,13 +359,17 @@ func (c *call) retryAndFallback(ctx context.Context) error {
 	if pol.MaxAttempts > 1 && c.retryable() {
 		err := retry.Do(ctx, c, c.attempt)
 		if err == nil {
-			c.s.succeeded(ctx, c.ms, c.method, c.req, c.reply, c.opts, c.attempts)
-			return nil
+			if c.ms.cacheStep != nil {
+				c.s.store(ctx, c.ms, c.method, c.req, c.reply)
+			}
+			return c.done(ctx, Served{Attempts: c.attempts}, nil)
 		}
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			// Canceled or timed out while backing off: the caller's context decides.
 			return c.fallbackOrErr(ctx, status.FromContextError(ctx.Err()).Err())
 		}
+	} else if pol.MaxAttempts > 1 {
+		c.stop("not_retryable")
 	}
 	if c.refused != nil {
 		return c.fallback(ctx, c.lastErr)
@@ -344,12 +380,30 @@ func (c *call) retryAndFallback(ctx context.Context) error {
 // fallbackOrErr runs the fallback chain when cause's code is one it is for.
 func (c *call) fallbackOrErr(ctx context.Context, cause error) error {
 	if len(c.ms.pol.Steps) == 0 || !c.ms.pol.FallbackOn.Has(status.Code(cause)) {
-		return cause
+		return c.done(ctx, Served{Source: fallback.SourceNone, Attempts: c.attempts}, cause)
 	}
 	return c.fallback(ctx, cause)
 }
 
-// shortCircuit is the error of a call the pattern did not admit.
-func (c *call) shortCircuit(d pattern.Decision) error {
-	return &ShortCircuitError{Method: c.method, Target: c.ts.target, State: c.ts.pattern.State(), RetryAfter: d.RetryAfter}
+// shortCircuited handles a call the pattern did not admit: fallback at once.
+func (c *call) shortCircuited(ctx context.Context, d pattern.Decision) error {
+	state := c.ts.pattern.State()
+	if c.span != nil {
+		c.span.AddEvent(eventShortCircuit, trace.WithAttributes(
+			attribute.String(attrPatternState, state.String()),
+			attribute.Int64(attrRetryAfter, d.RetryAfter.Milliseconds())))
+	}
+	if c.s.tel.shortCircuits.Enabled(ctx) {
+		c.s.tel.shortCircuits.Add(ctx, 1, metric.WithAttributeSet(c.ts.attrs))
+	}
+	return c.fallback(ctx, &ShortCircuitError{Method: c.method, Target: c.ts.target, State: state, RetryAfter: d.RetryAfter})
+}
+
+// done ends a call that left the healthy path: ServedBy options, metrics and
+// the call span.
+func (c *call) done(ctx context.Context, sv Served, err error) error {
+	setServed(c.opts, sv)
+	c.s.recordCall(ctx, c.ms, c.ts, c.method, sv, c.slept)
+	endCallSpan(c.span, err, sv)
+	return err
 }
