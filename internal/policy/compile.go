@@ -253,6 +253,7 @@ func Build(in Input) (*Table, error) {
 
 	t := &Table{methods: map[string]*Method{}, services: map[string]*Method{}}
 	seenServices := map[string]bool{}
+	seenMethods := map[string]bool{}
 	if in.Files != nil {
 		in.Files.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
 			svcs := fd.Services()
@@ -271,6 +272,7 @@ func Build(in Input) (*Table, error) {
 					merged := Merge(Merge(Merge(Merge(base, svcOpt), mOpt), serviceOv[svc]), methodOv[fm])
 					m, err := compile(fm, svc, md, merged, in)
 					add(err)
+					seenMethods[fm] = true
 					if m != nil {
 						t.methods[fm] = m
 					}
@@ -279,9 +281,19 @@ func Build(in Input) (*Table, error) {
 			return true
 		})
 	}
-	// Go overrides of methods and services the registry does not know.
+	// Go overrides (and fallback functions) of methods and services the
+	// registry does not know.
+	for fm := range in.Funcs {
+		if _, ok := methodOv[fm]; !ok && !seenMethods[fm] {
+			if _, valid := serviceOf(fm); valid {
+				methodOv[fm] = nil
+			} else {
+				add(&FieldError{Where: fm + " (WithFallbackFunc)", Field: "name", Problem: "not a full method name \"/pkg.Service/Method\""})
+			}
+		}
+	}
 	for _, fm := range sortedKeys(methodOv) {
-		if _, ok := t.methods[fm]; ok {
+		if seenMethods[fm] {
 			continue
 		}
 		svc, _ := serviceOf(fm)
