@@ -66,6 +66,8 @@ type methodState struct {
 	// known is set for methods the policy table knows (their names are
 	// bounded, so metrics may carry them).
 	known bool
+	// hedgeLat tracks successful attempt latencies for hedging.delay_percentile.
+	hedgeLat latencyHist
 }
 
 func newMethodState(m *policy.Method, h *patternHolder) *methodState {

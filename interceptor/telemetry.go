@@ -37,6 +37,7 @@ const (
 	attrAttempts      = "rebound.attempts"         // attempts a call made on its primary
 	attrBackoff       = "rebound.backoff_ms"       // backoff slept before an attempt
 	attrProbe         = "rebound.probe"            // the attempt was a recovery probe
+	attrHedge         = "rebound.hedge"            // the attempt was a hedge (not the first)
 	attrServedBy      = "rebound.served_by"        // primary, alternate, cache, static, function, none
 	attrStep          = "rebound.fallback.step"    // alternate, cache, static_reply, function
 	attrAlternate     = "rebound.fallback.alternate"
@@ -62,6 +63,7 @@ const (
 	metricAttempts       = "rebound.client.attempts"       // {attempt}: attempts on the primary by status code
 	metricRetries        = "grpc.client.call.retries"      // histogram, retries per call (gRFC A96), only calls that retried
 	metricRetryDelay     = "grpc.client.call.retry_delay"  // histogram, s, total backoff slept per call (gRFC A96)
+	metricHedges         = "grpc.client.call.hedges"       // histogram, hedges per call (gRFC A96), only calls that hedged
 	metricFallbacks      = "rebound.client.fallbacks"      // {step}: fallback steps by kind and result
 	metricCacheLookups   = "rebound.client.cache.lookups"  // {lookup}: cache step lookups by result
 	metricShortCircuits  = "rebound.client.short_circuits" // {call}: calls the pattern did not admit
@@ -85,7 +87,7 @@ type telemetry struct {
 	tracer     atomic.Pointer[tracerEntry]
 
 	calls, attempts, fallbacks, cacheLookups, shortCircuits, budgetExhausted, transitions metric.Int64Counter
-	retries                                                                               metric.Int64Histogram
+	retries, hedges                                                                       metric.Int64Histogram
 	retryDelay                                                                            metric.Float64Histogram
 	stateGauge                                                                            metric.Int64ObservableGauge
 	registration                                                                          metric.Registration
@@ -117,6 +119,11 @@ func newTelemetry(s *Suite, tp trace.TracerProvider, mp metric.MeterProvider) *t
 	if t.retries, err = m.Int64Histogram(metricRetries, metric.WithUnit("{retry}"),
 		metric.WithDescription("Retries per call, for calls that retried (gRFC A96)."),
 		metric.WithExplicitBucketBoundaries(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)); err != nil {
+		otel.Handle(err)
+	}
+	if t.hedges, err = m.Int64Histogram(metricHedges, metric.WithUnit("{hedge}"),
+		metric.WithDescription("Hedges per call, for calls that hedged (gRFC A96)."),
+		metric.WithExplicitBucketBoundaries(1, 2, 3, 4, 5)); err != nil {
 		otel.Handle(err)
 	}
 	if t.retryDelay, err = m.Float64Histogram(metricRetryDelay, metric.WithUnit("s"),

@@ -59,6 +59,9 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 	pol := ms.pol
 	ts := s.target(ms.holder, targetOf(cc))
 	ctx, span := s.callSpan(ctx, ms, ts, method)
+	if pol.HedgeAttempts > 1 {
+		return s.hedge(ctx, ms, ts, span, method, req, reply, cc, invoker, opts)
+	}
 	var start time.Time // zero: not measured (see pattern.Pattern)
 	if ms.timed {
 		start = time.Now()
