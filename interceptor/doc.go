@@ -26,4 +26,13 @@
 //
 // The healthy path costs one map lookup and a few atomic loads: no allocation,
 // no lock, no log line.
+//
+// Streams get the same protection until they are committed (gRFC A6: response
+// headers or a first response message received, or more client messages sent
+// than the 256 KiB replay buffer holds). Before that, a failure re-opens the
+// stream, on the primary or on an alternate, and replays the client messages
+// sent so far; after it, errors reach the caller unchanged and no message is
+// ever delivered twice. A server stream can also be served from the cache:
+// the messages of the last complete stream with the same request. A healthy
+// stream costs one allocation, and none per message.
 package interceptor

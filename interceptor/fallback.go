@@ -109,6 +109,13 @@ func (s *Suite) store(ctx context.Context, ms *methodState, method string, req, 
 		s.cfg.logger.Debug("rebound: reply not cached", zap.String("method", method), zap.Error(err))
 		return
 	}
+	s.storeEntry(method, key, e)
+}
+
+// storeEntry writes a cache entry made on the caller's goroutine: at once for
+// the memory cache, else asynchronously and bounded (writes beyond
+// maxStoresInFlight are dropped).
+func (s *Suite) storeEntry(method, key string, e fallback.Entry) {
 	if s.localCache {
 		_ = s.cache.Set(context.Background(), key, e)
 		return

@@ -31,27 +31,29 @@ func (f optionFunc) apply(c *config) { f(c) }
 type FallbackFunc = fallback.Func
 
 type config struct {
-	files      *protoregistry.Files
-	defaults   *reboundv1.RecoveryPolicy
-	overrides  map[string]*reboundv1.RecoveryPolicy
-	alternates map[string]grpc.ClientConnInterface
-	funcs      map[string]FallbackFunc
-	cache      fallback.Cache
-	budget     pattern.BudgetConfig
-	tp         trace.TracerProvider
-	mp         metric.MeterProvider
-	logger     *zap.Logger
-	errs       []error
+	files       *protoregistry.Files
+	defaults    *reboundv1.RecoveryPolicy
+	overrides   map[string]*reboundv1.RecoveryPolicy
+	alternates  map[string]grpc.ClientConnInterface
+	funcs       map[string]FallbackFunc
+	cache       fallback.Cache
+	budget      pattern.BudgetConfig
+	tp          trace.TracerProvider
+	mp          metric.MeterProvider
+	replayBytes int
+	logger      *zap.Logger
+	errs        []error
 }
 
 func newConfig(opts []Option) *config {
 	c := &config{
-		files:      protoregistry.GlobalFiles,
-		overrides:  map[string]*reboundv1.RecoveryPolicy{},
-		alternates: map[string]grpc.ClientConnInterface{},
-		funcs:      map[string]FallbackFunc{},
-		budget:     pattern.DefaultBudgetConfig(),
-		logger:     zap.NewNop(),
+		files:       protoregistry.GlobalFiles,
+		overrides:   map[string]*reboundv1.RecoveryPolicy{},
+		alternates:  map[string]grpc.ClientConnInterface{},
+		funcs:       map[string]FallbackFunc{},
+		budget:      pattern.DefaultBudgetConfig(),
+		replayBytes: defaultReplayBufferBytes,
+		logger:      zap.NewNop(),
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -167,6 +169,21 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // atomic load per call.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.mp = mp })
+}
+
+// WithReplayBuffer bounds the client messages a stream keeps, per stream,
+// to replay them on a new attempt before the stream is committed (default
+// 256 KiB, as grpc-go). A stream whose messages overflow it is committed: it
+// is no longer retried. 0 keeps nothing: streams with client messages are
+// committed at their first message.
+func WithReplayBuffer(bytes int) Option {
+	return optionFunc(func(c *config) {
+		if bytes < 0 {
+			c.fail("WithReplayBuffer(%d): negative size", bytes)
+			return
+		}
+		c.replayBytes = bytes
+	})
 }
 
 // WithLogger logs configuration at New, pattern state transitions and budget

@@ -46,7 +46,8 @@ type Suite struct {
 	storeSem   chan struct{}
 	storeWG    sync.WaitGroup
 
-	tel *telemetry
+	tel      *telemetry
+	watchers watchers
 
 	closed atomic.Bool
 }
@@ -95,6 +96,8 @@ type targetState struct {
 	// above zero, attempts read trailers for server pushback. A healthy target
 	// does not pay for it (grpc copies the trailer: one allocation per call).
 	degraded atomic.Int32
+	// healthWatch is set once a health watcher was started for this target.
+	healthWatch atomic.Bool
 	// budgetEmpty is set once the budget refused a retry, until it grants one:
 	// exhaustion is logged once per episode.
 	budgetEmpty atomic.Bool
@@ -229,16 +232,29 @@ func New(opts ...Option) (*Suite, error) {
 	return s, nil
 }
 
+// checkPatternSupported validates the pattern settings a method compiled to
+// (the proto ranges were checked by the policy package; this catches
+// combinations only the pattern knows).
 func checkPatternSupported(m *policy.Method) error {
-	switch m.PatternKind {
-	case policy.PatternNone, policy.PatternExponentialBackoff:
-		return nil
-	}
 	where := m.FullMethod
 	if where == "" {
 		where = "default policy"
 	}
-	return fmt.Errorf("rebound: %s: %s: not implemented in this version", where, m.PatternKind)
+	var err error
+	switch m.PatternKind {
+	case policy.PatternNone:
+		return nil
+	case policy.PatternExponentialBackoff:
+		err = m.Breaker.Validate()
+	case policy.PatternPartialRecovery:
+		err = m.PartialCfg.Validate()
+	default:
+		return fmt.Errorf("rebound: %s: %s: not implemented in this version", where, m.PatternKind)
+	}
+	if err != nil {
+		return fmt.Errorf("rebound: %s (merged): %s: %w", where, m.PatternKind, err)
+	}
+	return nil
 }
 
 // Close waits for the Suite's background cache writes and stops its
@@ -247,6 +263,7 @@ func (s *Suite) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.watchers.close()
 	s.storeWG.Wait()
 	s.tel.close()
 	return nil
@@ -388,23 +405,36 @@ func (s *Suite) newPattern(h *patternHolder, target string) pattern.Pattern {
 	switch h.pol.PatternKind {
 	case policy.PatternExponentialBackoff:
 		cfg := h.pol.Breaker
-		log := s.cfg.logger
-		name := h.name
-		cfg.OnStateChange = func(from, to pattern.State, now time.Time) {
-			s.onTransition(h.metricName, target, from, to)
-			log.Info("rebound pattern state change",
-				zap.String("method", name),
-				zap.String("target", target),
-				zap.Stringer("from", from),
-				zap.Stringer("to", to))
-		}
+		cfg.OnStateChange = s.stateLogger(h, target)
 		p, err := pattern.NewExponentialBackoff(cfg)
 		if err == nil {
 			return p
 		}
-		s.cfg.logger.Error("rebound: invalid breaker settings; the method runs without a pattern", zap.String("method", name), zap.Error(err))
+		s.cfg.logger.Error("rebound: invalid breaker settings; the method runs without a pattern", zap.String("method", h.name), zap.Error(err))
+	case policy.PatternPartialRecovery:
+		cfg := h.pol.PartialCfg
+		cfg.OnStateChange = s.stateLogger(h, target)
+		p, err := pattern.NewPartialRecovery(cfg)
+		if err == nil {
+			return p
+		}
+		s.cfg.logger.Error("rebound: invalid partial recovery settings; the method runs without a pattern", zap.String("method", h.name), zap.Error(err))
 	}
 	return noPattern{}
+}
+
+// stateLogger returns the OnStateChange hook of (h, target): a metric and a
+// log line per transition.
+func (s *Suite) stateLogger(h *patternHolder, target string) func(from, to pattern.State, now time.Time) {
+	log := s.cfg.logger
+	return func(from, to pattern.State, now time.Time) {
+		s.onTransition(h.metricName, target, from, to)
+		log.Info("rebound pattern state change",
+			zap.String("method", h.name),
+			zap.String("target", target),
+			zap.Stringer("from", from),
+			zap.Stringer("to", to))
+	}
 }
 
 // noPattern admits everything.

@@ -58,6 +58,9 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 	ms := s.method(method)
 	pol := ms.pol
 	ts := s.target(ms.holder, targetOf(cc))
+	if pol.FollowHealth && !ts.healthWatch.Load() {
+		s.watchHealth(ts, cc, pol.HealthService, ms.holder.name)
+	}
 	ctx, span := s.callSpan(ctx, ms, ts, method)
 	if pol.HedgeAttempts > 1 {
 		return s.hedge(ctx, ms, ts, span, method, req, reply, cc, invoker, opts)

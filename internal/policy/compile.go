@@ -135,8 +135,13 @@ type Method struct {
 	Breaker pattern.ExponentialBackoffConfig
 	// FailureCodes are the codes that count as a failure of the target.
 	FailureCodes pattern.Codes
-	Partial      *reboundv1.PartialRecovery
-	Adaptive     *reboundv1.AdaptiveRecovery
+	// PartialCfg configures PatternPartialRecovery (its Breaker is Breaker).
+	PartialCfg pattern.PartialRecoveryConfig
+	// FollowHealth and HealthService: watch the target's grpc.health.v1 status.
+	FollowHealth  bool
+	HealthService string
+	Partial       *reboundv1.PartialRecovery
+	Adaptive      *reboundv1.AdaptiveRecovery
 
 	Steps      []Step
 	FallbackOn pattern.Codes
@@ -455,6 +460,9 @@ func compile(fm, svc string, md protoreflect.MethodDescriptor, p *reboundv1.Reco
 		m.Breaker = breakerConfig(c, "partial_recovery.breaker", pat.PartialRecovery.GetBreaker())
 		m.Partial = pat.PartialRecovery
 		failureCodes = m.Breaker.FailureCodes
+		m.PartialCfg = partialConfig(m.Breaker, pat.PartialRecovery)
+		m.FollowHealth = pat.PartialRecovery.GetFollowHealth()
+		m.HealthService = pat.PartialRecovery.GetHealthService()
 	case *reboundv1.RecoveryPolicy_AdaptiveRecovery:
 		m.PatternKind = PatternAdaptiveRecovery
 		m.Adaptive = pat.AdaptiveRecovery
@@ -605,6 +613,23 @@ func breakerConfig(c *checker, prefix string, b *reboundv1.ExponentialBackoff) p
 	if b.SuccessThreshold != nil {
 		cfg.SuccessThreshold = int(*b.SuccessThreshold)
 	}
+	return cfg
+}
+
+// partialConfig compiles partial_recovery's settings over the defaults.
+func partialConfig(breaker pattern.ExponentialBackoffConfig, pr *reboundv1.PartialRecovery) pattern.PartialRecoveryConfig {
+	cfg := pattern.DefaultPartialRecoveryConfig()
+	cfg.Breaker = breaker
+	if r := pr.GetRampPercent(); len(r) > 0 {
+		cfg.Ramp = make([]float64, len(r))
+		for i, v := range r {
+			cfg.Ramp[i] = v / 100
+		}
+	}
+	if pr.StepWindowMs != nil {
+		cfg.StepWindow = ms(*pr.StepWindowMs)
+	}
+	cfg.MaxInFlight = int(pr.GetMaxInFlight())
 	return cfg
 }
 

@@ -2,7 +2,6 @@ package testserver
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -39,6 +38,21 @@ type Response struct {
 	Trailer metadata.MD
 	// Message overrides the reply's message text when set.
 	Message string
+
+	// The fields below script the streaming methods (see stream.go); the unary
+	// methods ignore them.
+
+	// AfterRecv makes Upload and Chat read this many client messages (Chat
+	// without echoing them) before answering a non-OK Code.
+	AfterRecv int
+	// AfterSend makes List and Chat send this many replies before answering a
+	// non-OK Code.
+	AfterSend int
+	// Header sends the response headers before answering a non-OK Code, so
+	// the client sees a committed stream that then fails.
+	Header bool
+	// Interval is slept before each reply of List after the first.
+	Interval time.Duration
 }
 
 // Behavior decides the response to each attempt. It must be safe for concurrent use.
@@ -80,6 +94,7 @@ type Server struct {
 
 	mu    sync.Mutex
 	calls []Call
+	recv  map[int64][]string // client messages per stream attempt (stream.go)
 }
 
 // Start serves on a new 127.0.0.1 port until the test ends.
@@ -133,6 +148,16 @@ func (s *Server) Calls() []Call {
 
 // handle runs the behaviour for one attempt; a nil error means answer.
 func (s *Server) handle(ctx context.Context, method string) (Response, error) {
+	r, c, err := s.begin(ctx, method)
+	if err != nil {
+		return r, err
+	}
+	return r, s.answer(ctx, r, c)
+}
+
+// begin records one attempt, runs its behaviour and sleeps its delay; an
+// error means the attempt's context ended first.
+func (s *Server) begin(ctx context.Context, method string) (Response, Call, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	dl, _ := ctx.Deadline()
 	c := Call{Method: method, N: s.n.Add(1), MD: md, Deadline: dl}
@@ -147,16 +172,21 @@ func (s *Server) handle(ctx context.Context, method string) (Response, error) {
 		case <-ctx.Done():
 			tm.Stop()
 			s.canceled.Add(1)
-			return r, status.FromContextError(ctx.Err()).Err()
+			return r, c, status.FromContextError(ctx.Err()).Err()
 		}
 	}
+	return r, c, nil
+}
+
+// answer sets the scripted trailer and returns the scripted status.
+func (s *Server) answer(ctx context.Context, r Response, c Call) error {
 	if r.Trailer != nil {
 		_ = grpc.SetTrailer(ctx, r.Trailer)
 	}
 	if r.Code != codes.OK {
-		return r, status.Errorf(r.Code, "%s: scripted %v (attempt %d)", s.Name, r.Code, c.N)
+		return status.Errorf(r.Code, "%s: scripted %v (attempt %d)", s.Name, r.Code, c.N)
 	}
-	return r, nil
+	return nil
 }
 
 func (s *Server) text(r Response, in string) string {
@@ -209,59 +239,4 @@ func (s *Server) Bare(ctx context.Context, in *testpb.BareRequest) (*testpb.Bare
 		return nil, err
 	}
 	return &testpb.BareResponse{Message: s.text(r, in.GetMessage())}, nil
-}
-
-// List implements testpb.EchoServiceServer: count replies, or the scripted failure first.
-func (s *Server) List(in *testpb.ListRequest, stream grpc.ServerStreamingServer[testpb.ListResponse]) error {
-	r, err := s.handle(stream.Context(), testpb.EchoService_List_FullMethodName)
-	if err != nil {
-		return err
-	}
-	for i := int64(0); i < in.GetCount(); i++ {
-		if err := stream.Send(&testpb.ListResponse{Message: s.text(r, in.GetMessage()), Seq: i}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Upload implements testpb.EchoServiceServer.
-func (s *Server) Upload(stream grpc.ClientStreamingServer[testpb.UploadRequest, testpb.UploadResponse]) error {
-	r, err := s.handle(stream.Context(), testpb.EchoService_Upload_FullMethodName)
-	if err != nil {
-		return err
-	}
-	var text string
-	var n int64
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			return stream.SendAndClose(&testpb.UploadResponse{Message: s.text(r, text), Count: n})
-		}
-		if err != nil {
-			return err
-		}
-		text += m.GetMessage()
-		n++
-	}
-}
-
-// Chat implements testpb.EchoServiceServer: echoes every message.
-func (s *Server) Chat(stream grpc.BidiStreamingServer[testpb.ChatRequest, testpb.ChatResponse]) error {
-	r, err := s.handle(stream.Context(), testpb.EchoService_Chat_FullMethodName)
-	if err != nil {
-		return err
-	}
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&testpb.ChatResponse{Message: s.text(r, m.GetMessage()), Seq: m.GetSeq()}); err != nil {
-			return err
-		}
-	}
 }
