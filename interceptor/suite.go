@@ -248,8 +248,10 @@ func checkPatternSupported(m *policy.Method) error {
 		err = m.Breaker.Validate()
 	case policy.PatternPartialRecovery:
 		err = m.PartialCfg.Validate()
+	case policy.PatternAdaptiveRecovery:
+		err = m.AdaptiveCfg.Validate()
 	default:
-		return fmt.Errorf("rebound: %s: %s: not implemented in this version", where, m.PatternKind)
+		return fmt.Errorf("rebound: %s: %s: unknown pattern", where, m.PatternKind)
 	}
 	if err != nil {
 		return fmt.Errorf("rebound: %s (merged): %s: %w", where, m.PatternKind, err)
@@ -269,8 +271,18 @@ func (s *Suite) Close() error {
 	return nil
 }
 
-// eachTarget calls fn for every (pattern holder, target) state, once each.
+// eachTarget calls fn for every (pattern holder, target) state, once each,
+// with the holder's metric name.
 func (s *Suite) eachTarget(fn func(method string, ts *targetState)) {
+	s.visitHolders(func(h *patternHolder, ts *targetState) { fn(h.metricName, ts) })
+}
+
+// eachHolder is eachTarget with the holder's full name (method or service).
+func (s *Suite) eachHolder(fn func(name string, ts *targetState)) {
+	s.visitHolders(func(h *patternHolder, ts *targetState) { fn(h.name, ts) })
+}
+
+func (s *Suite) visitHolders(fn func(h *patternHolder, ts *targetState)) {
 	seen := map[*patternHolder]bool{}
 	visit := func(h *patternHolder) {
 		if h == nil || seen[h] {
@@ -279,7 +291,7 @@ func (s *Suite) eachTarget(fn func(method string, ts *targetState)) {
 		seen[h] = true
 		if all := h.all.Load(); all != nil {
 			for _, ts := range *all {
-				fn(h.metricName, ts)
+				fn(h, ts)
 			}
 		}
 	}
@@ -419,6 +431,14 @@ func (s *Suite) newPattern(h *patternHolder, target string) pattern.Pattern {
 			return p
 		}
 		s.cfg.logger.Error("rebound: invalid partial recovery settings; the method runs without a pattern", zap.String("method", h.name), zap.Error(err))
+	case policy.PatternAdaptiveRecovery:
+		cfg := h.pol.AdaptiveCfg
+		cfg.OnStateChange = s.stateLogger(h, target)
+		p, err := pattern.NewAdaptiveRecovery(cfg)
+		if err == nil {
+			return p
+		}
+		s.cfg.logger.Error("rebound: invalid adaptive recovery settings; the method runs without a pattern", zap.String("method", h.name), zap.Error(err))
 	}
 	return noPattern{}
 }

@@ -70,6 +70,7 @@ const (
 	metricBudgetExceeded = "rebound.client.retry_budget.exhausted"
 	metricTransitions    = "rebound.pattern.transitions" // {transition}: pattern state changes
 	metricPatternState   = "rebound.pattern.state"       // gauge: 0 closed, 1 open, 2 recovering
+	metricAdmitted       = "rebound.pattern.admitted"    // gauge: share of calls admitted now (0..1)
 )
 
 // defaultGlobalTP is the global provider before any otel.SetTracerProvider:
@@ -90,6 +91,7 @@ type telemetry struct {
 	retries, hedges                                                                       metric.Int64Histogram
 	retryDelay                                                                            metric.Float64Histogram
 	stateGauge                                                                            metric.Int64ObservableGauge
+	admittedGauge                                                                         metric.Float64ObservableGauge
 	registration                                                                          metric.Registration
 }
 
@@ -135,13 +137,19 @@ func newTelemetry(s *Suite, tp trace.TracerProvider, mp metric.MeterProvider) *t
 		metric.WithDescription("Recovery pattern state per method and target: 0 closed, 1 open, 2 recovering.")); err != nil {
 		otel.Handle(err)
 	}
-	if t.stateGauge != nil {
+	if t.admittedGauge, err = m.Float64ObservableGauge(metricAdmitted, metric.WithUnit("1"),
+		metric.WithDescription("Share of calls the recovery pattern admits now: 1 closed, 0 open, the ramp's share or the admission probability in between.")); err != nil {
+		otel.Handle(err)
+	}
+	if t.stateGauge != nil && t.admittedGauge != nil {
 		if t.registration, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+			now := time.Now()
 			s.eachTarget(func(method string, ts *targetState) {
 				o.ObserveInt64(t.stateGauge, int64(ts.pattern.State()), metric.WithAttributeSet(ts.attrs))
+				o.ObserveFloat64(t.admittedGauge, admitted(ts.pattern, now), metric.WithAttributeSet(ts.attrs))
 			})
 			return nil
-		}, t.stateGauge); err != nil {
+		}, t.stateGauge, t.admittedGauge); err != nil {
 			otel.Handle(err)
 		}
 	}

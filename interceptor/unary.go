@@ -105,7 +105,7 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 			now = time.Now()
 		}
 	}
-	s.report(ctx, ts, pol, now, code, lat, d.Probe)
+	s.reportLoad(ctx, ts, pol, now, code, lat, d.Probe, loadReport(pol, trailer))
 	s.recordAttempt(ctx, ts, code)
 	if err == nil {
 		s.succeeded(ctx, ms, method, req, reply, opts)
@@ -122,7 +122,7 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 // the target is degraded (it failed recently), it also returns the attempt's
 // trailer for grpc-retry-pushback-ms.
 func (s *Suite) invoke(ctx context.Context, ts *targetState, pol *policy.Method, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (error, metadata.MD) {
-	if pol.MaxAttempts <= 1 || !pol.HonorPushback || ts.degraded.Load() == 0 {
+	if !pol.WantsLoad && (pol.MaxAttempts <= 1 || !pol.HonorPushback || ts.degraded.Load() == 0) {
 		return invoker(ctx, method, req, reply, cc, opts...), nil
 	}
 	ao := attemptOptsPool.Get().(*attemptOpts)
@@ -130,7 +130,7 @@ func (s *Suite) invoke(ctx context.Context, ts *targetState, pol *policy.Method,
 	ao.opts = append(ao.opts, grpc.Trailer(&ao.trailer))
 	err := invoker(ctx, method, req, reply, cc, ao.opts...)
 	var trailer metadata.MD
-	if err != nil {
+	if err != nil || pol.WantsLoad {
 		trailer = ao.trailer
 	}
 	ao.trailer = nil
@@ -154,8 +154,13 @@ func (s *Suite) succeeded(ctx context.Context, ms *methodState, method string, r
 // report gives one attempt's outcome to the pattern and the budget. A failure
 // caused by the caller (its context done) is reported as Canceled: neutral.
 func (s *Suite) report(ctx context.Context, ts *targetState, pol *policy.Method, now time.Time, code codes.Code, lat time.Duration, probe bool) {
+	s.reportLoad(ctx, ts, pol, now, code, lat, probe, nil)
+}
+
+// reportLoad is report with the server's ORCA load report, if any.
+func (s *Suite) reportLoad(ctx context.Context, ts *targetState, pol *policy.Method, now time.Time, code codes.Code, lat time.Duration, probe bool, load *pattern.LoadReport) {
 	if code == codes.OK {
-		ts.pattern.HandleSuccess(now, pattern.Outcome{Code: code, Latency: lat, Probe: probe})
+		ts.pattern.HandleSuccess(now, pattern.Outcome{Code: code, Latency: lat, Probe: probe, Load: load})
 		ts.budget.OnSuccess(now)
 		ts.succeeded()
 		return
@@ -164,7 +169,7 @@ func (s *Suite) report(ctx context.Context, ts *targetState, pol *policy.Method,
 	if callerDone(ctx, code, now) {
 		code = codes.Canceled
 	}
-	ts.pattern.HandleFailure(now, pattern.Outcome{Code: code, Latency: lat, Probe: probe})
+	ts.pattern.HandleFailure(now, pattern.Outcome{Code: code, Latency: lat, Probe: probe, Load: load})
 	if code != codes.Canceled && !pol.FailureCodes.Has(code) && !pol.RetryableCodes.Has(code) {
 		// The server answered (NOT_FOUND, INVALID_ARGUMENT, ...): healthy for the budget.
 		ts.budget.OnSuccess(now)
@@ -345,7 +350,7 @@ func (c *call) attempt(ctx context.Context) error {
 	if err != nil {
 		code = status.Code(err)
 	}
-	c.s.report(ctx, c.ts, pol, start.Add(lat), code, lat, d.Probe)
+	c.s.reportLoad(ctx, c.ts, pol, start.Add(lat), code, lat, d.Probe, loadReport(pol, trailer))
 	c.s.recordAttempt(ctx, c.ts, code)
 	if err == nil {
 		return nil

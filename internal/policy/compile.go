@@ -137,6 +137,10 @@ type Method struct {
 	FailureCodes pattern.Codes
 	// PartialCfg configures PatternPartialRecovery (its Breaker is Breaker).
 	PartialCfg pattern.PartialRecoveryConfig
+	// AdaptiveCfg configures PatternAdaptiveRecovery.
+	AdaptiveCfg pattern.AdaptiveRecoveryConfig
+	// WantsLoad is set when the pattern reads ORCA load reports (trailers).
+	WantsLoad bool
 	// FollowHealth and HealthService: watch the target's grpc.health.v1 status.
 	FollowHealth  bool
 	HealthService string
@@ -466,6 +470,9 @@ func compile(fm, svc string, md protoreflect.MethodDescriptor, p *reboundv1.Reco
 	case *reboundv1.RecoveryPolicy_AdaptiveRecovery:
 		m.PatternKind = PatternAdaptiveRecovery
 		m.Adaptive = pat.AdaptiveRecovery
+		m.AdaptiveCfg = adaptiveConfig(pat.AdaptiveRecovery)
+		m.WantsLoad = m.AdaptiveCfg.MaxUtilization > 0
+		failureCodes = m.AdaptiveCfg.FailureCodes
 	default:
 		m.PatternKind = PatternNone
 	}
@@ -630,6 +637,30 @@ func partialConfig(breaker pattern.ExponentialBackoffConfig, pr *reboundv1.Parti
 		cfg.StepWindow = ms(*pr.StepWindowMs)
 	}
 	cfg.MaxInFlight = int(pr.GetMaxInFlight())
+	return cfg
+}
+
+// adaptiveConfig compiles adaptive_recovery's settings over the defaults.
+func adaptiveConfig(a *reboundv1.AdaptiveRecovery) pattern.AdaptiveRecoveryConfig {
+	cfg := pattern.DefaultAdaptiveRecoveryConfig()
+	if a.K != nil {
+		cfg.K = *a.K
+	}
+	if a.WindowMs != nil {
+		cfg.Window = ms(*a.WindowMs)
+	}
+	if a.LatencyPercentile != nil {
+		cfg.LatencyPercentile = *a.LatencyPercentile / 100
+	}
+	if a.LatencyFactor != nil {
+		cfg.LatencyFactor = *a.LatencyFactor
+	}
+	if a.MaxUtilization != nil {
+		cfg.MaxUtilization = *a.MaxUtilization
+	}
+	if a.MinAdmitPercent != nil && *a.MinAdmitPercent > 0 {
+		cfg.MinAdmit = *a.MinAdmitPercent / 100
+	}
 	return cfg
 }
 

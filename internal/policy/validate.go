@@ -159,7 +159,7 @@ func checkSource(c *checker, p *reboundv1.RecoveryPolicy) {
 		c.floatRange("adaptive_recovery.latency_percentile", a.LatencyPercentile, 50, maxPercent, false)
 		c.floatRange("adaptive_recovery.latency_factor", a.LatencyFactor, 1, maxLatencyFactor, true)
 		c.floatRange("adaptive_recovery.max_utilization", a.MaxUtilization, 0, 1, false)
-		c.floatRange("adaptive_recovery.min_admit_percent", a.MinAdmitPercent, 0, maxPercent, false)
+		c.floatRange("adaptive_recovery.min_admit_percent", a.MinAdmitPercent, 0, maxPercent, true)
 	}
 	if p.Priority != nil {
 		c.enum("priority", p.GetPriority())

@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -85,6 +87,8 @@ type Server struct {
 	Addr string
 	// Name is put in every reply, to tell servers apart.
 	Name string
+	// Health is the server's grpc.health.v1 service (SERVING for "" at start).
+	Health *health.Server
 
 	srv      *grpc.Server
 	lis      net.Listener
@@ -114,10 +118,11 @@ func Listen(addr, name string, b Behavior) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: lis.Addr().String(), Name: name, lis: lis, srv: grpc.NewServer()}
+	s := &Server{Addr: lis.Addr().String(), Name: name, lis: lis, srv: grpc.NewServer(), Health: health.NewServer()}
 	s.SetBehavior(b)
 	testpb.RegisterEchoServiceServer(s.srv, s)
 	testpb.RegisterPlainServiceServer(s.srv, s)
+	healthpb.RegisterHealthServer(s.srv, s.Health)
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
 }

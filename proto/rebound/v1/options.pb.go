@@ -1087,7 +1087,9 @@ type AdaptiveRecovery struct {
 	//
 	//	max_utilization: 0.85
 	MaxUtilization *float64 `protobuf:"fixed64,5,opt,name=max_utilization,json=maxUtilization,proto3,oneof" json:"max_utilization,omitempty"`
-	// The admitted rate never falls below this percentage (0–100). Default 5.
+	// The admitted rate never falls below this percentage (above 0, at most
+	// 100): a share of calls always reaches the target, so its recovery is
+	// seen. Default 5.
 	//
 	//	min_admit_percent: 1
 	MinAdmitPercent *float64 `protobuf:"fixed64,6,opt,name=min_admit_percent,json=minAdmitPercent,proto3,oneof" json:"min_admit_percent,omitempty"`
