@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -76,8 +77,9 @@ func (s *Suite) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clie
 	if pol.FollowHealth && !ts.healthWatch.Load() {
 		s.watchHealth(ts, cc, pol.HealthService, ms.holder.name)
 	}
+	ctx, span := s.callSpan(ctx, ms, ts, method)
 	w := &clientStream{s: s, ms: ms, ts: ts, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts,
-		prio: priorityOf(ctx, pol.Priority), serverOnly: desc.ServerStreams && !desc.ClientStreams}
+		prio: priorityOf(ctx, pol.Priority), serverOnly: desc.ServerStreams && !desc.ClientStreams, span: span}
 	w.replayable = w.canRecover()
 	w.buf.limit = s.cfg.replayBytes
 	var start time.Time // zero: not measured (see pattern.Pattern)
@@ -130,6 +132,7 @@ type attempt struct {
 	timer    *time.Timer
 	timedOut atomic.Bool
 	served   fallback.Served // srcCache: the age of the entry
+	span     trace.Span      // the attempt's (or fallback step's) span, nil when tracing is off
 }
 
 // release stops the attempt's timer and cancels its context, if any.
@@ -158,6 +161,7 @@ type clientStream struct {
 	prio       pattern.Priority
 	serverOnly bool // server streaming: one request, many replies
 	replayable bool // some failure could re-open the stream
+	span       trace.Span // the call span, nil when tracing is off
 
 	committed atomic.Bool // cur is final; set under mu, read without it
 	ended     atomic.Bool // the outcome was reported
@@ -204,7 +208,12 @@ func (w *clientStream) canRecover() bool {
 func (w *clientStream) openLocked(at *attempt, start time.Time, probe bool) error {
 	pol := w.ms.pol
 	at.src, at.start, at.probe = srcPrimary, start, probe
-	actx := w.ctx
+	var backoff time.Duration
+	if w.rc != nil {
+		backoff = w.rc.prevDelay
+	}
+	actx, aspan := w.s.attemptSpan(w.ctx, w.span, w.method, w.attempts+1, backoff, probe)
+	at.span = aspan
 	if w.attempts > 0 {
 		actx = metadata.AppendToOutgoingContext(actx, previousAttemptsKey, strconv.Itoa(w.attempts))
 	}
@@ -259,17 +268,25 @@ func (w *clientStream) commitLocked(byResponse bool) {
 		w.report(at, codes.OK, true)
 		at.probeDone = true
 	}
+	if at.src == srcAlternate {
+		w.s.recordStep(w.ctx, w.ms, w.method, "alternate", nil)
+	}
 	if len(w.opts) > 0 {
-		sv := fallback.Served{Source: fallback.SourcePrimary, Attempts: w.attempts}
-		switch at.src {
-		case srcAlternate:
-			sv.Source, sv.Name = fallback.SourceAlternate, at.alt.Name()
-		case srcCache:
-			sv.Source, sv.Age = fallback.SourceCache, at.served.Age
-		}
-		setServed(w.opts, sv)
+		setServed(w.opts, w.served(at))
 	}
 	w.committed.Store(true)
+}
+
+// served says how at answered the stream.
+func (w *clientStream) served(at *attempt) fallback.Served {
+	sv := fallback.Served{Source: fallback.SourcePrimary, Attempts: w.attempts}
+	switch at.src {
+	case srcAlternate:
+		sv.Source, sv.Name = fallback.SourceAlternate, at.alt.Name()
+	case srcCache:
+		sv.Source, sv.Age = fallback.SourceCache, at.served.Age
+	}
+	return sv
 }
 
 // finishLocked ends a stream that failed before it was committed.
@@ -278,7 +295,18 @@ func (w *clientStream) finishLocked(err error) {
 	w.cur = nil
 	w.buf.free()
 	w.ended.Store(true)
-	setServed(w.opts, fallback.Served{Source: fallback.SourceNone, Attempts: w.attempts})
+	sv := fallback.Served{Source: fallback.SourceNone, Attempts: w.attempts}
+	setServed(w.opts, sv)
+	w.s.recordCall(w.ctx, w.ms, w.ts, w.method, sv, w.slept())
+	endCallSpan(w.span, err, sv)
+}
+
+// slept is the total backoff the stream slept.
+func (w *clientStream) slept() time.Duration {
+	if w.rc == nil {
+		return 0
+	}
+	return w.rc.slept
 }
 
 // report gives one attempt's outcome to the pattern guarding its target.
@@ -335,6 +363,17 @@ func (w *clientStream) end(err error) {
 	case code != codes.OK:
 		w.report(at, code, false)
 	}
+	var final error
+	if code != codes.OK {
+		final = err
+	}
+	endAttemptSpan(at.span, final)
+	if at.src == srcPrimary {
+		w.s.recordAttempt(w.ctx, w.ts, code)
+	}
+	sv := w.served(at)
+	w.s.recordCall(w.ctx, w.ms, w.ts, w.method, sv, w.slept())
+	endCallSpan(w.span, final, sv)
 	if code == codes.OK && w.rec != nil {
 		if e, ok := w.rec.Entry(time.Now()); ok {
 			w.s.storeEntry(w.method, w.key, e)
@@ -403,6 +442,13 @@ func (w *clientStream) failedLocked(at *attempt, err error) (error, codes.Code) 
 		err = status.Errorf(codes.DeadlineExceeded, "rebound: %s attempt %d timed out after %v before the stream was committed", w.method, w.attempts, w.ms.pol.PerAttemptTimeout)
 	}
 	w.report(at, code, at.probe)
+	endAttemptSpan(at.span, err)
+	switch at.src {
+	case srcPrimary:
+		w.s.recordAttempt(w.ctx, w.ts, code)
+	case srcAlternate:
+		w.s.recordStep(w.ctx, w.ms, w.method, "alternate", err)
+	}
 	return err, code
 }
 
@@ -469,7 +515,9 @@ func (w *clientStream) openAlternateLocked(st *fallback.AlternateStep) {
 	conn := w.s.cfg.alternates[st.Name()]
 	at.start = time.Now()
 	w.cur = at
-	cs, err := conn.NewStream(fallback.WithinChain(w.ctx), w.desc, w.method, w.opts...)
+	actx, span := w.s.stepSpan(w.ctx, w.span, st)
+	at.span = span
+	cs, err := conn.NewStream(fallback.WithinChain(actx), w.desc, w.method, w.opts...)
 	if err != nil {
 		w.recoverLocked(err)
 		return
@@ -492,7 +540,10 @@ func (w *clientStream) serveCacheLocked(st *fallback.CacheStep) {
 		w.stepErrs = append(w.stepErrs, fmt.Errorf("cache: no request was sent: %w", fallback.ErrCacheMiss))
 		return
 	}
+	_, span := w.s.stepSpan(w.ctx, w.span, st)
 	cs, served, err := st.Stream(w.ctx, w.key, w.replyType())
+	w.s.recordStep(w.ctx, w.ms, w.method, "cache", err)
+	endStepSpan(span, served, err, true)
 	if err != nil {
 		w.stepErrs = append(w.stepErrs, err)
 		return

@@ -312,50 +312,67 @@ func endAttemptSpan(span trace.Span, err error) {
 // fallback step.
 func (s *Suite) stepObserver(ms *methodState, method string, parent trace.Span) fallback.StepObserver {
 	return func(ctx context.Context, step fallback.Step) (context.Context, func(fallback.Served, error)) {
-		var span trace.Span
-		if parent != nil {
-			attrs := []attribute.KeyValue{attribute.String(attrStep, step.Kind())}
-			if a, ok := step.(*fallback.AlternateStep); ok {
-				attrs = append(attrs, attribute.String(attrAlternate, a.Name()))
-			}
-			ctx, span = s.tel.tracerFor().Start(ctx,
-				"rebound.fallback."+step.Kind(), trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
-		}
+		ctx, span := s.stepSpan(ctx, parent, step)
 		return ctx, func(sv fallback.Served, err error) {
-			result := "answered"
-			if err != nil {
-				result = "failed"
-			}
-			if s.tel.fallbacks.Enabled(ctx) {
-				s.tel.fallbacks.Add(ctx, 1, metric.WithAttributes(
-					attribute.String(attrMethod, metricMethod(ms, method)),
-					attribute.String(attrStep, step.Kind()),
-					attribute.String(attrStepResult, result)))
-			}
-			cacheResult := ""
-			if _, ok := step.(*fallback.CacheStep); ok {
-				cacheResult = cacheLookupResult(err)
-				if s.tel.cacheLookups.Enabled(ctx) {
-					s.tel.cacheLookups.Add(ctx, 1, metric.WithAttributes(
-						attribute.String(attrMethod, metricMethod(ms, method)),
-						attribute.String(attrCacheResult, cacheResult)))
-				}
-			}
-			if span == nil {
-				return
-			}
-			span.SetAttributes(attribute.String(attrStepResult, result))
-			if cacheResult != "" {
-				span.SetAttributes(attribute.String(attrCacheResult, cacheResult))
-			}
-			if sv.Source == fallback.SourceCache {
-				span.SetAttributes(attribute.Int64(attrCacheAge, sv.Age.Milliseconds()))
-			}
-			if err != nil {
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
+			s.recordStep(ctx, ms, method, step.Kind(), err)
+			_, isCache := step.(*fallback.CacheStep)
+			endStepSpan(span, sv, err, isCache)
 		}
+	}
+}
+
+// stepSpan starts the span of one fallback step (nil when tracing is off).
+func (s *Suite) stepSpan(ctx context.Context, parent trace.Span, step fallback.Step) (context.Context, trace.Span) {
+	if parent == nil {
+		return ctx, nil
+	}
+	tr := s.tel.tracerFor()
+	if tr == nil {
+		return ctx, nil
+	}
+	attrs := []attribute.KeyValue{attribute.String(attrStep, step.Kind())}
+	if a, ok := step.(*fallback.AlternateStep); ok {
+		attrs = append(attrs, attribute.String(attrAlternate, a.Name()))
+	}
+	return tr.Start(ctx, "rebound.fallback."+step.Kind(), trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+}
+
+// endStepSpan records a step's result on its span.
+func endStepSpan(span trace.Span, sv fallback.Served, err error, isCache bool) {
+	if span == nil {
+		return
+	}
+	result := "answered"
+	if err != nil {
+		result = "failed"
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.SetAttributes(attribute.String(attrStepResult, result))
+	if isCache {
+		span.SetAttributes(attribute.String(attrCacheResult, cacheLookupResult(err)))
+	}
+	if sv.Source == fallback.SourceCache {
+		span.SetAttributes(attribute.Int64(attrCacheAge, sv.Age.Milliseconds()))
+	}
+	span.End()
+}
+
+// recordStep counts one fallback step (and, for the cache, its lookup).
+func (s *Suite) recordStep(ctx context.Context, ms *methodState, method, kind string, err error) {
+	result := "answered"
+	if err != nil {
+		result = "failed"
+	}
+	if s.tel.fallbacks.Enabled(ctx) {
+		s.tel.fallbacks.Add(ctx, 1, metric.WithAttributes(
+			attribute.String(attrMethod, metricMethod(ms, method)),
+			attribute.String(attrStep, kind),
+			attribute.String(attrStepResult, result)))
+	}
+	if kind == "cache" && s.tel.cacheLookups.Enabled(ctx) {
+		s.tel.cacheLookups.Add(ctx, 1, metric.WithAttributes(
+			attribute.String(attrMethod, metricMethod(ms, method)),
+			attribute.String(attrCacheResult, cacheLookupResult(err))))
 	}
 }
 

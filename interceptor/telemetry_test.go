@@ -320,3 +320,39 @@ func TestTelemetryOffCostsNoAllocation(t *testing.T) {
 		t.Errorf("allocs/op with telemetry off = %v; want 0", n)
 	}
 }
+
+func TestTelemetryStreamRetriedBeforeCommit(t *testing.T) {
+	h := newTelemetryHarness(t)
+	srv := testserver.Start(t, "primary", testserver.FailFirst(1, codes.Unavailable))
+	cc := dialStream(t, srv.Addr, newSuite(t, fast(h.options()...)...))
+	if _, err := runList(ctxTimeout(t, 5*time.Second), cc, []string{"x"}); err != nil {
+		t.Fatalf("List() error = %v", err)
+	}
+	const listSpan = "rebound.testing.v1.EchoService/List"
+	calls := h.spansNamed(listSpan)
+	attempts := h.spansNamed("Attempt." + listSpan)
+	if len(calls) != 1 || len(attempts) != 2 {
+		t.Fatalf("spans = %d call, %d attempts; want 1 and 2", len(calls), len(attempts))
+	}
+	for i, want := range []string{"UNAVAILABLE", "OK"} {
+		a := attempts[i]
+		if got := attr(a, "rpc.response.status_code").AsString(); got != want {
+			t.Errorf("attempt %d code = %q; want %q", i+1, got, want)
+		}
+		if a.Parent().SpanID() != calls[0].SpanContext().SpanID() {
+			t.Errorf("attempt %d is not a child of the stream's call span", i+1)
+		}
+	}
+	if got := attr(calls[0], "rebound.attempts").AsInt64(); got != 2 {
+		t.Errorf("call rebound.attempts = %d; want 2", got)
+	}
+	if got := h.sum(t, "rebound.client.attempts", attribute.String("rpc.response.status_code", "UNAVAILABLE")); got != 1 {
+		t.Errorf("attempts{UNAVAILABLE} = %d; want 1", got)
+	}
+	if got := h.sum(t, "rebound.client.calls", attribute.String("rebound.served_by", "primary")); got != 1 {
+		t.Errorf("calls{primary} = %d; want 1", got)
+	}
+	if got := h.sum(t, "grpc.client.call.retries"); got != 1 {
+		t.Errorf("grpc.client.call.retries = %d; want 1", got)
+	}
+}
