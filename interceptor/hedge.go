@@ -239,4 +239,3 @@ func (h *latencyHist) quantile(q float64) (time.Duration, bool) {
 	}
 	return time.Duration(float64(histBase) * math.Exp2(float64(histBuckets)/4)), true
 }
-

@@ -159,8 +159,8 @@ type clientStream struct {
 	streamer   grpc.Streamer
 	opts       []grpc.CallOption
 	prio       pattern.Priority
-	serverOnly bool // server streaming: one request, many replies
-	replayable bool // some failure could re-open the stream
+	serverOnly bool       // server streaming: one request, many replies
+	replayable bool       // some failure could re-open the stream
 	span       trace.Span // the call span, nil when tracing is off
 
 	committed atomic.Bool // cur is final; set under mu, read without it
