@@ -60,14 +60,14 @@
 //
 // The short run CI makes:
 //
-//	go run ./examples/outage -duration 6s -json
+//	go run ./examples/outage -schedule healthy:1s,down:2s,healed:4s -json
 //
 // -pattern partial and -pattern adaptive set only the pattern oneof of the
 // policy (interceptor.WithPolicy), keeping catalog.proto's retries and
-// fallbacks; partial reuses the proto's breaker settings for when to open. A
-// pattern this build of rebound does not implement yet makes interceptor.New
-// fail, and the demo exits with that error.
+// fallbacks; partial reuses the proto's breaker settings for when to open.
 //
-// Telemetry: exporting traces and metrics to OTEL_EXPORTER_OTLP_ENDPOINT is
-// not built yet; see telemetryOptions.
+// Telemetry: with OTEL_EXPORTER_OTLP_ENDPOINT set (for example
+// http://127.0.0.1:4317, a Jaeger v2), every call's trace — call span, attempt
+// spans, fallback step spans — is exported over OTLP/gRPC as service
+// rebound-outage-demo; see telemetryOptions.
 package main

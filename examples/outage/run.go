@@ -10,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -142,18 +146,26 @@ func patternPolicy(name string) (*reboundv1.RecoveryPolicy, error) {
 	return nil, fmt.Errorf("pattern %q: want backoff, partial or adaptive", name)
 }
 
-// telemetryOptions is the hook where the demo will export its telemetry.
-//
-// TODO(issue 8, telemetry): when OTEL_EXPORTER_OTLP_ENDPOINT is set, build
-// OTLP trace and metric exporters for that endpoint, return
-// interceptor.WithTracerProvider and interceptor.WithMeterProvider options
-// for them, and a shutdown function that flushes them before run returns.
-// Until then the variable is only acknowledged.
-func telemetryOptions(w io.Writer) (opts []interceptor.Option, shutdown func(context.Context) error) {
-	if ep := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" && w != nil {
-		fmt.Fprintf(w, "note: OTEL_EXPORTER_OTLP_ENDPOINT=%s is set, but this version of the demo does not export telemetry yet\n", ep)
+// telemetryOptions exports the demo's traces over OTLP/gRPC when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set (e.g. http://127.0.0.1:4317, a Jaeger
+// v2 or any OpenTelemetry collector; the exporter reads the OTEL_EXPORTER_OTLP_*
+// variables itself). Metrics stay in process: Jaeger accepts traces only. The
+// returned shutdown flushes the spans before run returns.
+func telemetryOptions(ctx context.Context, w io.Writer) (opts []interceptor.Option, shutdown func(context.Context) error, err error) {
+	noop := func(context.Context) error { return nil }
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		return nil, noop, nil
 	}
-	return nil, func(context.Context) error { return nil }
+	exp, err := otlptracegrpc.New(ctx)
+	if err != nil {
+		return nil, noop, fmt.Errorf("OTLP exporter: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "rebound-outage-demo"))))
+	if w != nil {
+		fmt.Fprintln(w, "exporting traces over OTLP (service rebound-outage-demo)")
+	}
+	return []interceptor.Option{interceptor.WithTracerProvider(tp)}, tp.Shutdown, nil
 }
 
 // run runs the demo: the two servers, the Suite and the load, for the length
@@ -193,7 +205,10 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	if override != nil {
 		opts = append(opts, interceptor.WithPolicy(getItem, override))
 	}
-	telemetry, shutdown := telemetryOptions(cfg.Rows)
+	telemetry, shutdown, err := telemetryOptions(ctx, cfg.Rows)
+	if err != nil {
+		return Summary{}, err
+	}
 	defer func() { _ = shutdown(context.Background()) }()
 	opts = append(opts, telemetry...)
 	suite, err := interceptor.New(opts...)
