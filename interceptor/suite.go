@@ -412,35 +412,37 @@ func (s *Suite) budget(target string) *pattern.Budget {
 	return b
 }
 
-// newPattern builds the pattern instance for (target, h).
+// newPattern builds the pattern instance for (target, h). Its settings were
+// validated by New, so an error here is a bug: the method then runs without
+// a pattern rather than failing calls.
 func (s *Suite) newPattern(h *patternHolder, target string) pattern.Pattern {
+	var (
+		p    pattern.Pattern
+		err  error
+		hook = s.stateLogger(h, target)
+	)
 	switch h.pol.PatternKind {
 	case policy.PatternExponentialBackoff:
 		cfg := h.pol.Breaker
-		cfg.OnStateChange = s.stateLogger(h, target)
-		p, err := pattern.NewExponentialBackoff(cfg)
-		if err == nil {
-			return p
-		}
-		s.cfg.logger.Error("rebound: invalid breaker settings; the method runs without a pattern", zap.String("method", h.name), zap.Error(err))
+		cfg.OnStateChange = hook
+		p, err = pattern.NewExponentialBackoff(cfg)
 	case policy.PatternPartialRecovery:
 		cfg := h.pol.PartialCfg
-		cfg.OnStateChange = s.stateLogger(h, target)
-		p, err := pattern.NewPartialRecovery(cfg)
-		if err == nil {
-			return p
-		}
-		s.cfg.logger.Error("rebound: invalid partial recovery settings; the method runs without a pattern", zap.String("method", h.name), zap.Error(err))
+		cfg.OnStateChange = hook
+		p, err = pattern.NewPartialRecovery(cfg)
 	case policy.PatternAdaptiveRecovery:
 		cfg := h.pol.AdaptiveCfg
-		cfg.OnStateChange = s.stateLogger(h, target)
-		p, err := pattern.NewAdaptiveRecovery(cfg)
-		if err == nil {
-			return p
-		}
-		s.cfg.logger.Error("rebound: invalid adaptive recovery settings; the method runs without a pattern", zap.String("method", h.name), zap.Error(err))
+		cfg.OnStateChange = hook
+		p, err = pattern.NewAdaptiveRecovery(cfg)
+	default:
+		return noPattern{}
 	}
-	return noPattern{}
+	if err != nil {
+		s.cfg.logger.Error("rebound: invalid pattern settings; the method runs without a pattern",
+			zap.String("method", h.name), zap.Stringer("pattern", h.pol.PatternKind), zap.Error(err))
+		return noPattern{}
+	}
+	return p
 }
 
 // stateLogger returns the OnStateChange hook of (h, target): a metric and a
