@@ -1,0 +1,5 @@
+//go:build race
+
+package backendproc
+
+const raceEnabled = true
