@@ -637,6 +637,20 @@ func partialConfig(breaker pattern.ExponentialBackoffConfig, pr *reboundv1.Parti
 		cfg.StepWindow = ms(*pr.StepWindowMs)
 	}
 	cfg.MaxInFlight = int(pr.GetMaxInFlight())
+	if pr.StepFailureRatePercent != nil {
+		cfg.StepFailureRate = *pr.StepFailureRatePercent / 100
+	}
+	if pr.StepMinimumCalls != nil {
+		cfg.StepMinimumCalls = int(*pr.StepMinimumCalls)
+	}
+	cfg.ReopenOnFailure = pr.GetReopenOnFailure()
+	cfg.SlowStartWindow = ms(pr.GetSlowStartWindowMs())
+	if pr.SlowStartAggression != nil {
+		cfg.SlowStartAggression = *pr.SlowStartAggression
+	}
+	if pr.SlowStartMinPercent != nil {
+		cfg.SlowStartMinShare = *pr.SlowStartMinPercent / 100
+	}
 	return cfg
 }
 
@@ -661,6 +675,16 @@ func adaptiveConfig(a *reboundv1.AdaptiveRecovery) pattern.AdaptiveRecoveryConfi
 	if a.MinAdmitPercent != nil && *a.MinAdmitPercent > 0 {
 		cfg.MinAdmit = *a.MinAdmitPercent / 100
 	}
+	if a.AdjustIntervalMs != nil {
+		cfg.AdjustInterval = ms(*a.AdjustIntervalMs)
+	}
+	if a.DecreaseFactor != nil {
+		cfg.DecreaseFactor = *a.DecreaseFactor
+	}
+	if a.IncreasePercent != nil {
+		cfg.IncreaseStep = *a.IncreasePercent / 100
+	}
+	cfg.FailureCodes = codesOf(a.GetFailureCodes(), cfg.FailureCodes)
 	return cfg
 }
 

@@ -186,6 +186,12 @@ func TestValidationErrors(t *testing.T) {
 		{"adaptive utilization", pol(func(p *reboundv1.RecoveryPolicy) {
 			p.Pattern = &reboundv1.RecoveryPolicy_AdaptiveRecovery{AdaptiveRecovery: &reboundv1.AdaptiveRecovery{MaxUtilization: f(2)}}
 		}), "adaptive_recovery.max_utilization"},
+		{"slow start aggression zero", pol(func(p *reboundv1.RecoveryPolicy) {
+			p.Pattern = &reboundv1.RecoveryPolicy_PartialRecovery{PartialRecovery: &reboundv1.PartialRecovery{SlowStartAggression: f(0)}}
+		}), "partial_recovery.slow_start_aggression"},
+		{"adaptive decrease factor one", pol(func(p *reboundv1.RecoveryPolicy) {
+			p.Pattern = &reboundv1.RecoveryPolicy_AdaptiveRecovery{AdaptiveRecovery: &reboundv1.AdaptiveRecovery{DecreaseFactor: f(1)}}
+		}), "adaptive_recovery.decrease_factor"},
 		{"unknown priority", pol(func(p *reboundv1.RecoveryPolicy) { p.Priority = reboundv1.Priority(9).Enum() }), "priority"},
 		{"empty step", steps(&reboundv1.FallbackStep{}), "fallback.steps[0]"},
 		{"unknown alternate", steps(&reboundv1.FallbackStep{Step: &reboundv1.FallbackStep_Alternate{Alternate: &reboundv1.AlternateStep{Name: "nowhere"}}}), "fallback.steps[0].alternate.name"},
@@ -292,4 +298,47 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+func TestPatternSettingsCompiled(t *testing.T) {
+	t.Parallel()
+	u, f := proto.Uint32, proto.Float64
+	tab, err := Build(Input{Files: testFiles(t), Overrides: map[string]*reboundv1.RecoveryPolicy{
+		echo: {Pattern: &reboundv1.RecoveryPolicy_PartialRecovery{PartialRecovery: &reboundv1.PartialRecovery{
+			Breaker:             &reboundv1.ExponentialBackoff{OpenDelayMs: u(250)},
+			RampPercent:         []float64{10, 100},
+			StepWindowMs:        u(500),
+			SlowStartWindowMs:   u(10_000),
+			SlowStartAggression: f(2),
+			SlowStartMinPercent: f(10),
+			MaxInFlight:         u(7),
+			FollowHealth:        proto.Bool(true),
+		}}},
+		lookup: {Pattern: &reboundv1.RecoveryPolicy_AdaptiveRecovery{AdaptiveRecovery: &reboundv1.AdaptiveRecovery{
+			K: f(1.5), LatencyPercentile: f(95), MaxUtilization: f(0.8), DecreaseFactor: f(0.5), IncreasePercent: f(10),
+			FailureCodes: []reboundv1.StatusCode{reboundv1.StatusCode_STATUS_CODE_RESOURCE_EXHAUSTED},
+		}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := tab.Lookup(echo)
+	pc := p.PartialCfg
+	if p.PatternKind != PatternPartialRecovery || pc.Breaker.OpenDelay != 250*time.Millisecond || len(pc.Ramp) != 2 || pc.Ramp[0] != 0.1 ||
+		pc.StepWindow != 500*time.Millisecond || pc.SlowStartWindow != 10*time.Second || pc.SlowStartAggression != 2 ||
+		pc.SlowStartMinShare != 0.1 || pc.MaxInFlight != 7 || !p.FollowHealth {
+		t.Errorf("partial config = %+v (follow health %v); want the proto's settings", pc, p.FollowHealth)
+	}
+	a := tab.Lookup(lookup)
+	ac := a.AdaptiveCfg
+	if a.PatternKind != PatternAdaptiveRecovery || ac.K != 1.5 || ac.LatencyPercentile != 0.95 || ac.MaxUtilization != 0.8 ||
+		ac.DecreaseFactor != 0.5 || ac.IncreaseStep != 0.1 || ac.FailureCodes != pattern.CodesOf(codes.ResourceExhausted) || !a.WantsLoad {
+		t.Errorf("adaptive config = %+v (wants load %v); want the proto's settings", ac, a.WantsLoad)
+	}
+	if err := pc.Validate(); err != nil {
+		t.Errorf("compiled partial config does not validate: %v", err)
+	}
+	if err := ac.Validate(); err != nil {
+		t.Errorf("compiled adaptive config does not validate: %v", err)
+	}
 }

@@ -149,6 +149,11 @@ func checkSource(c *checker, p *reboundv1.RecoveryPolicy) {
 		}
 		c.uintRange("partial_recovery.step_window_ms", pr.StepWindowMs, 1, maxStepWindowMs)
 		c.uintRange("partial_recovery.max_in_flight", pr.MaxInFlight, 0, MaxInFlightCap)
+		c.floatRange("partial_recovery.step_failure_rate_percent", pr.StepFailureRatePercent, 0, maxPercent, true)
+		c.uintRange("partial_recovery.step_minimum_calls", pr.StepMinimumCalls, 1, MaxWindowCalls)
+		c.uintRange("partial_recovery.slow_start_window_ms", pr.SlowStartWindowMs, 0, MaxWindowMs)
+		c.floatRange("partial_recovery.slow_start_aggression", pr.SlowStartAggression, 0, maxMultiplier, true)
+		c.floatRange("partial_recovery.slow_start_min_percent", pr.SlowStartMinPercent, 0, maxPercent, true)
 		if len(pr.GetHealthService()) > maxHealthServiceBytes {
 			c.fail("partial_recovery.health_service", "%d bytes; at most %d", len(pr.GetHealthService()), maxHealthServiceBytes)
 		}
@@ -160,6 +165,10 @@ func checkSource(c *checker, p *reboundv1.RecoveryPolicy) {
 		c.floatRange("adaptive_recovery.latency_factor", a.LatencyFactor, 1, maxLatencyFactor, true)
 		c.floatRange("adaptive_recovery.max_utilization", a.MaxUtilization, 0, 1, false)
 		c.floatRange("adaptive_recovery.min_admit_percent", a.MinAdmitPercent, 0, maxPercent, true)
+		c.uintRange("adaptive_recovery.adjust_interval_ms", a.AdjustIntervalMs, 1, 60_000)
+		c.floatRange("adaptive_recovery.decrease_factor", a.DecreaseFactor, 0, 0.999, true)
+		c.floatRange("adaptive_recovery.increase_percent", a.IncreasePercent, 0, maxPercent, true)
+		c.codes("adaptive_recovery.failure_codes", a.FailureCodes)
 	}
 	if p.Priority != nil {
 		c.enum("priority", p.GetPriority())

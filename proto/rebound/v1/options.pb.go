@@ -982,8 +982,38 @@ type PartialRecovery struct {
 	//
 	//	health_service: "catalog.v1.Catalog"
 	HealthService *string `protobuf:"bytes,6,opt,name=health_service,json=healthService,proto3,oneof" json:"health_service,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// A step fails when this percentage of its calls failed (once it holds
+	// step_minimum_calls). 1–100. Default 20.
+	//
+	//	step_failure_rate_percent: 10
+	StepFailureRatePercent *float64 `protobuf:"fixed64,7,opt,name=step_failure_rate_percent,json=stepFailureRatePercent,proto3,oneof" json:"step_failure_rate_percent,omitempty"`
+	// How many calls a step needs before its failure rate counts. Default 10.
+	//
+	//	step_minimum_calls: 20
+	StepMinimumCalls *uint32 `protobuf:"varint,8,opt,name=step_minimum_calls,json=stepMinimumCalls,proto3,oneof" json:"step_minimum_calls,omitempty"`
+	// Reopen (with a longer open delay) whenever a step fails, instead of going
+	// back one step. Default false.
+	//
+	//	reopen_on_failure: true
+	ReopenOnFailure *bool `protobuf:"varint,9,opt,name=reopen_on_failure,json=reopenOnFailure,proto3,oneof" json:"reopen_on_failure,omitempty"`
+	// Replace ramp_percent by a slow-start curve as Envoy's: the share t after
+	// the recovery began is max(slow_start_min_percent, (t/window)^(1/aggression)).
+	// 0 or unset: use ramp_percent. At most 600000.
+	//
+	//	slow_start_window_ms: 10000
+	SlowStartWindowMs *uint32 `protobuf:"varint,10,opt,name=slow_start_window_ms,json=slowStartWindowMs,proto3,oneof" json:"slow_start_window_ms,omitempty"`
+	// The slow-start curve's aggression: 1 is linear, above 1 rises faster
+	// early. Must be > 0, at most 10. Default 1.
+	//
+	//	slow_start_aggression: 2
+	SlowStartAggression *float64 `protobuf:"fixed64,11,opt,name=slow_start_aggression,json=slowStartAggression,proto3,oneof" json:"slow_start_aggression,omitempty"`
+	// The slow-start curve's lowest share, in percent (above 0, at most 100).
+	// Default 5.
+	//
+	//	slow_start_min_percent: 10
+	SlowStartMinPercent *float64 `protobuf:"fixed64,12,opt,name=slow_start_min_percent,json=slowStartMinPercent,proto3,oneof" json:"slow_start_min_percent,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *PartialRecovery) Reset() {
@@ -1058,6 +1088,48 @@ func (x *PartialRecovery) GetHealthService() string {
 	return ""
 }
 
+func (x *PartialRecovery) GetStepFailureRatePercent() float64 {
+	if x != nil && x.StepFailureRatePercent != nil {
+		return *x.StepFailureRatePercent
+	}
+	return 0
+}
+
+func (x *PartialRecovery) GetStepMinimumCalls() uint32 {
+	if x != nil && x.StepMinimumCalls != nil {
+		return *x.StepMinimumCalls
+	}
+	return 0
+}
+
+func (x *PartialRecovery) GetReopenOnFailure() bool {
+	if x != nil && x.ReopenOnFailure != nil {
+		return *x.ReopenOnFailure
+	}
+	return false
+}
+
+func (x *PartialRecovery) GetSlowStartWindowMs() uint32 {
+	if x != nil && x.SlowStartWindowMs != nil {
+		return *x.SlowStartWindowMs
+	}
+	return 0
+}
+
+func (x *PartialRecovery) GetSlowStartAggression() float64 {
+	if x != nil && x.SlowStartAggression != nil {
+		return *x.SlowStartAggression
+	}
+	return 0
+}
+
+func (x *PartialRecovery) GetSlowStartMinPercent() float64 {
+	if x != nil && x.SlowStartMinPercent != nil {
+		return *x.SlowStartMinPercent
+	}
+	return 0
+}
+
 // AdaptiveRecovery admits each call with a probability driven by recent accepts
 // (Google SRE client-side throttling), latency and server load reports (ORCA).
 //
@@ -1093,8 +1165,29 @@ type AdaptiveRecovery struct {
 	//
 	//	min_admit_percent: 1
 	MinAdmitPercent *float64 `protobuf:"fixed64,6,opt,name=min_admit_percent,json=minAdmitPercent,proto3,oneof" json:"min_admit_percent,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How often the rate controller adjusts the admitted rate (additive
+	// increase, multiplicative decrease). 1–60000. Default 1000.
+	//
+	//	adjust_interval_ms: 500
+	AdjustIntervalMs *uint32 `protobuf:"varint,7,opt,name=adjust_interval_ms,json=adjustIntervalMs,proto3,oneof" json:"adjust_interval_ms,omitempty"`
+	// The multiplicative decrease applied when latency or load is too high,
+	// above 0 and below 1. Default 0.8.
+	//
+	//	decrease_factor: 0.5
+	DecreaseFactor *float64 `protobuf:"fixed64,8,opt,name=decrease_factor,json=decreaseFactor,proto3,oneof" json:"decrease_factor,omitempty"`
+	// The additive increase per interval, in percent (above 0, at most 100).
+	// Default 5.
+	//
+	//	increase_percent: 10
+	IncreasePercent *float64 `protobuf:"fixed64,9,opt,name=increase_percent,json=increasePercent,proto3,oneof" json:"increase_percent,omitempty"`
+	// The codes that count as a rejection by the target (not an accept). A
+	// non-empty list replaces the weaker one. Default UNAVAILABLE,
+	// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN.
+	//
+	//	failure_codes: [STATUS_CODE_RESOURCE_EXHAUSTED, STATUS_CODE_UNAVAILABLE]
+	FailureCodes  []StatusCode `protobuf:"varint,10,rep,packed,name=failure_codes,json=failureCodes,proto3,enum=rebound.v1.StatusCode" json:"failure_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AdaptiveRecovery) Reset() {
@@ -1167,6 +1260,34 @@ func (x *AdaptiveRecovery) GetMinAdmitPercent() float64 {
 		return *x.MinAdmitPercent
 	}
 	return 0
+}
+
+func (x *AdaptiveRecovery) GetAdjustIntervalMs() uint32 {
+	if x != nil && x.AdjustIntervalMs != nil {
+		return *x.AdjustIntervalMs
+	}
+	return 0
+}
+
+func (x *AdaptiveRecovery) GetDecreaseFactor() float64 {
+	if x != nil && x.DecreaseFactor != nil {
+		return *x.DecreaseFactor
+	}
+	return 0
+}
+
+func (x *AdaptiveRecovery) GetIncreasePercent() float64 {
+	if x != nil && x.IncreasePercent != nil {
+		return *x.IncreasePercent
+	}
+	return 0
+}
+
+func (x *AdaptiveRecovery) GetFailureCodes() []StatusCode {
+	if x != nil {
+		return x.FailureCodes
+	}
+	return nil
 }
 
 // NoPattern turns the recovery pattern off: every call goes to the target.
@@ -1846,32 +1967,53 @@ const file_rebound_v1_options_proto_rawDesc = "" +
 	"\v_multiplierB\x11\n" +
 	"\x0f_jitter_percentB\r\n" +
 	"\v_max_probesB\x14\n" +
-	"\x12_success_threshold\"\xe2\x02\n" +
+	"\x12_success_threshold\"\xc8\x06\n" +
 	"\x0fPartialRecovery\x128\n" +
 	"\abreaker\x18\x01 \x01(\v2\x1e.rebound.v1.ExponentialBackoffR\abreaker\x12!\n" +
 	"\framp_percent\x18\x02 \x03(\x01R\vrampPercent\x12)\n" +
 	"\x0estep_window_ms\x18\x03 \x01(\rH\x00R\fstepWindowMs\x88\x01\x01\x12'\n" +
 	"\rmax_in_flight\x18\x04 \x01(\rH\x01R\vmaxInFlight\x88\x01\x01\x12(\n" +
 	"\rfollow_health\x18\x05 \x01(\bH\x02R\ffollowHealth\x88\x01\x01\x12*\n" +
-	"\x0ehealth_service\x18\x06 \x01(\tH\x03R\rhealthService\x88\x01\x01B\x11\n" +
+	"\x0ehealth_service\x18\x06 \x01(\tH\x03R\rhealthService\x88\x01\x01\x12>\n" +
+	"\x19step_failure_rate_percent\x18\a \x01(\x01H\x04R\x16stepFailureRatePercent\x88\x01\x01\x121\n" +
+	"\x12step_minimum_calls\x18\b \x01(\rH\x05R\x10stepMinimumCalls\x88\x01\x01\x12/\n" +
+	"\x11reopen_on_failure\x18\t \x01(\bH\x06R\x0freopenOnFailure\x88\x01\x01\x124\n" +
+	"\x14slow_start_window_ms\x18\n" +
+	" \x01(\rH\aR\x11slowStartWindowMs\x88\x01\x01\x127\n" +
+	"\x15slow_start_aggression\x18\v \x01(\x01H\bR\x13slowStartAggression\x88\x01\x01\x128\n" +
+	"\x16slow_start_min_percent\x18\f \x01(\x01H\tR\x13slowStartMinPercent\x88\x01\x01B\x11\n" +
 	"\x0f_step_window_msB\x10\n" +
 	"\x0e_max_in_flightB\x10\n" +
 	"\x0e_follow_healthB\x11\n" +
-	"\x0f_health_service\"\xee\x02\n" +
+	"\x0f_health_serviceB\x1c\n" +
+	"\x1a_step_failure_rate_percentB\x15\n" +
+	"\x13_step_minimum_callsB\x14\n" +
+	"\x12_reopen_on_failureB\x17\n" +
+	"\x15_slow_start_window_msB\x18\n" +
+	"\x16_slow_start_aggressionB\x19\n" +
+	"\x17_slow_start_min_percent\"\xfc\x04\n" +
 	"\x10AdaptiveRecovery\x12\x11\n" +
 	"\x01k\x18\x01 \x01(\x01H\x00R\x01k\x88\x01\x01\x12 \n" +
 	"\twindow_ms\x18\x02 \x01(\rH\x01R\bwindowMs\x88\x01\x01\x122\n" +
 	"\x12latency_percentile\x18\x03 \x01(\x01H\x02R\x11latencyPercentile\x88\x01\x01\x12*\n" +
 	"\x0elatency_factor\x18\x04 \x01(\x01H\x03R\rlatencyFactor\x88\x01\x01\x12,\n" +
 	"\x0fmax_utilization\x18\x05 \x01(\x01H\x04R\x0emaxUtilization\x88\x01\x01\x12/\n" +
-	"\x11min_admit_percent\x18\x06 \x01(\x01H\x05R\x0fminAdmitPercent\x88\x01\x01B\x04\n" +
+	"\x11min_admit_percent\x18\x06 \x01(\x01H\x05R\x0fminAdmitPercent\x88\x01\x01\x121\n" +
+	"\x12adjust_interval_ms\x18\a \x01(\rH\x06R\x10adjustIntervalMs\x88\x01\x01\x12,\n" +
+	"\x0fdecrease_factor\x18\b \x01(\x01H\aR\x0edecreaseFactor\x88\x01\x01\x12.\n" +
+	"\x10increase_percent\x18\t \x01(\x01H\bR\x0fincreasePercent\x88\x01\x01\x12;\n" +
+	"\rfailure_codes\x18\n" +
+	" \x03(\x0e2\x16.rebound.v1.StatusCodeR\ffailureCodesB\x04\n" +
 	"\x02_kB\f\n" +
 	"\n" +
 	"_window_msB\x15\n" +
 	"\x13_latency_percentileB\x11\n" +
 	"\x0f_latency_factorB\x12\n" +
 	"\x10_max_utilizationB\x14\n" +
-	"\x12_min_admit_percent\"\v\n" +
+	"\x12_min_admit_percentB\x15\n" +
+	"\x13_adjust_interval_msB\x12\n" +
+	"\x10_decrease_factorB\x13\n" +
+	"\x11_increase_percent\"\v\n" +
 	"\tNoPattern\"\x9b\x01\n" +
 	"\bFallback\x12.\n" +
 	"\x05steps\x18\x01 \x03(\v2\x18.rebound.v1.FallbackStepR\x05steps\x12\x1f\n" +
@@ -1994,22 +2136,23 @@ var file_rebound_v1_options_proto_depIdxs = []int32{
 	1,  // 11: rebound.v1.Trip.failure_codes:type_name -> rebound.v1.StatusCode
 	6,  // 12: rebound.v1.ExponentialBackoff.trip:type_name -> rebound.v1.Trip
 	7,  // 13: rebound.v1.PartialRecovery.breaker:type_name -> rebound.v1.ExponentialBackoff
-	12, // 14: rebound.v1.Fallback.steps:type_name -> rebound.v1.FallbackStep
-	1,  // 15: rebound.v1.Fallback.on_codes:type_name -> rebound.v1.StatusCode
-	13, // 16: rebound.v1.FallbackStep.alternate:type_name -> rebound.v1.AlternateStep
-	14, // 17: rebound.v1.FallbackStep.cache:type_name -> rebound.v1.CacheStep
-	15, // 18: rebound.v1.FallbackStep.static_reply:type_name -> rebound.v1.StaticReplyStep
-	16, // 19: rebound.v1.FallbackStep.function:type_name -> rebound.v1.FunctionStep
-	1,  // 20: rebound.v1.Hedging.non_fatal_codes:type_name -> rebound.v1.StatusCode
-	18, // 21: rebound.v1.method_policy:extendee -> google.protobuf.MethodOptions
-	19, // 22: rebound.v1.service_policy:extendee -> google.protobuf.ServiceOptions
-	4,  // 23: rebound.v1.method_policy:type_name -> rebound.v1.RecoveryPolicy
-	4,  // 24: rebound.v1.service_policy:type_name -> rebound.v1.RecoveryPolicy
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	23, // [23:25] is the sub-list for extension type_name
-	21, // [21:23] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	1,  // 14: rebound.v1.AdaptiveRecovery.failure_codes:type_name -> rebound.v1.StatusCode
+	12, // 15: rebound.v1.Fallback.steps:type_name -> rebound.v1.FallbackStep
+	1,  // 16: rebound.v1.Fallback.on_codes:type_name -> rebound.v1.StatusCode
+	13, // 17: rebound.v1.FallbackStep.alternate:type_name -> rebound.v1.AlternateStep
+	14, // 18: rebound.v1.FallbackStep.cache:type_name -> rebound.v1.CacheStep
+	15, // 19: rebound.v1.FallbackStep.static_reply:type_name -> rebound.v1.StaticReplyStep
+	16, // 20: rebound.v1.FallbackStep.function:type_name -> rebound.v1.FunctionStep
+	1,  // 21: rebound.v1.Hedging.non_fatal_codes:type_name -> rebound.v1.StatusCode
+	18, // 22: rebound.v1.method_policy:extendee -> google.protobuf.MethodOptions
+	19, // 23: rebound.v1.service_policy:extendee -> google.protobuf.ServiceOptions
+	4,  // 24: rebound.v1.method_policy:type_name -> rebound.v1.RecoveryPolicy
+	4,  // 25: rebound.v1.service_policy:type_name -> rebound.v1.RecoveryPolicy
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	24, // [24:26] is the sub-list for extension type_name
+	22, // [22:24] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_rebound_v1_options_proto_init() }
