@@ -13,6 +13,7 @@ import (
 	"github.com/rebound-grpc/rebound/interceptor"
 	"github.com/rebound-grpc/rebound/internal/testpb"
 	"github.com/rebound-grpc/rebound/internal/testserver"
+	reboundv1 "github.com/rebound-grpc/rebound/proto/rebound/v1"
 )
 
 func noopUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -109,7 +110,6 @@ func TestHealthyPathAllocs(t *testing.T) {
 	}
 }
 
-var _ = interceptor.ErrShortCircuit
 
 // BenchmarkTracingCost compares, over loopback TCP, what tracing adds to a
 // healthy call: rebound's call and attempt spans against otelgrpc's stats
@@ -149,6 +149,37 @@ func BenchmarkTracingCost(b *testing.B) {
 				if _, err := client.Echo(ctx, req); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkCacheStore measures the healthy path of a method whose chain has
+// a cache step: every success marshals the request and reply, derives the
+// key and stores the entry in the memory cache.
+func BenchmarkCacheStore(b *testing.B) {
+	ctx := context.Background()
+	req := &testpb.EchoRequest{Message: "a request of ordinary size", Seq: 42}
+	reply := &testpb.EchoResponse{Message: "a reply of ordinary size, a little longer than the request", Seq: 42}
+	for _, bc := range []struct {
+		name string
+		opts []interceptor.Option
+	}{
+		{"no-cache-step", nil},
+		{"cache-step", []interceptor.Option{interceptor.WithPolicy(testpb.EchoService_Echo_FullMethodName, &reboundv1.RecoveryPolicy{
+			Fallback: &reboundv1.Fallback{Steps: []*reboundv1.FallbackStep{{Step: &reboundv1.FallbackStep_Cache{Cache: &reboundv1.CacheStep{MaxStalenessMs: 60_000}}}}},
+		})}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s, err := interceptor.New(bc.opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ic := s.UnaryClientInterceptor()
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = ic(ctx, testpb.EchoService_Echo_FullMethodName, req, reply, nil, nilInvoker)
 			}
 		})
 	}
