@@ -110,7 +110,6 @@ func TestHealthyPathAllocs(t *testing.T) {
 	}
 }
 
-
 // BenchmarkTracingCost compares, over loopback TCP, what tracing adds to a
 // healthy call: rebound's call and attempt spans against otelgrpc's stats
 // handler, both with the same recording SDK tracer provider.
