@@ -236,12 +236,13 @@ func TestSecurityBudgetNeverOverdrawnConcurrentSafe(t *testing.T) {
 	close(stop)
 	polls.Wait()
 	retries := allAttempts.Load() - workers*calls
-	bound := 5 + 0.7*float64(okAttempts.Load())
+	bc := pattern.DefaultBudgetConfig()
+	bound := bc.MaxTokens + bc.Ratio*float64(okAttempts.Load())
 	if minTokens < 0 {
 		t.Errorf("min budget tokens = %v; want ≥ 0", minTokens)
 	}
 	if float64(retries) > bound+1e-9 {
-		t.Errorf("retries = %d; want ≤ %.1f (5 + 0.7 × %d successes)", retries, bound, okAttempts.Load())
+		t.Errorf("retries = %d; want ≤ %.1f (%v + %v × %d successes)", retries, bound, bc.MaxTokens, bc.Ratio, okAttempts.Load())
 	}
 	t.Logf("%d calls, %d retries (bound %.1f), min tokens %.3f", workers*calls, retries, bound, minTokens)
 }

@@ -21,7 +21,9 @@ import (
 // rule must be enabled.
 type ExponentialBackoffConfig struct {
 	// ConsecutiveFailures opens the breaker after this many failures in a
-	// row. 0 disables the rule. Default 5.
+	// row. 0 disables the rule. Default 10: with 30 % of attempts failing at
+	// random, 10 in a row happen about once in 170,000 attempts, while 5 in
+	// a row would trip every few hundred.
 	ConsecutiveFailures int
 	// FailureRateThreshold opens the breaker when failures/calls in the
 	// window reaches it, once the window holds MinimumCalls calls. In
@@ -84,7 +86,7 @@ type ExponentialBackoffConfig struct {
 
 // Defaults of ExponentialBackoffConfig.
 const (
-	defaultConsecutiveFailures   = 5
+	defaultConsecutiveFailures   = 10
 	defaultFailureRateThreshold  = 0.5
 	defaultSlowCallRateThreshold = 1.0
 	defaultWindowCalls           = 100
@@ -99,7 +101,7 @@ const (
 )
 
 // DefaultExponentialBackoffConfig returns the default configuration: open
-// after 5 consecutive failures or a failure rate of 50 % over the last 100
+// after 10 consecutive failures or a failure rate of 50 % over the last 100
 // calls (from 20 calls on), open for 1s growing ×2 per failed probe up to
 // 30s, ±20 % jitter, 1 probe at a time, 2 successful probes close.
 func DefaultExponentialBackoffConfig() ExponentialBackoffConfig {

@@ -16,6 +16,7 @@ func ExamplePartialRecovery() {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := pattern.DefaultPartialRecoveryConfig()
 	c.Breaker.Jitter = 0 // deterministic output
+	c.Breaker.ConsecutiveFailures = 5
 	c.OnStateChange = func(from, to pattern.State, now time.Time) {
 		fmt.Printf("%v: %v → %v\n", now.Sub(start), from, to)
 	}

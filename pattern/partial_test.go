@@ -20,6 +20,7 @@ func newTestPartial(t testing.TB, edit func(*PartialRecoveryConfig)) (*PartialRe
 	t.Helper()
 	rec := &recorder{}
 	c := DefaultPartialRecoveryConfig()
+	c.Breaker.ConsecutiveFailures = 5
 	c.Breaker.FailureRateThreshold = 0
 	c.Breaker.MaxOpenDelay = 8 * time.Second
 	c.Breaker.Jitter = 0

@@ -34,6 +34,7 @@ import (
 	"github.com/rebound-grpc/rebound/internal/faultserver"
 	"github.com/rebound-grpc/rebound/internal/redistest"
 	"github.com/rebound-grpc/rebound/internal/testpb"
+	"github.com/rebound-grpc/rebound/pattern"
 	reboundv1 "github.com/rebound-grpc/rebound/proto/rebound/v1"
 )
 
@@ -52,13 +53,17 @@ const (
 	listMethod   = testpb.EchoService_List_FullMethodName
 	uploadMethod = testpb.EchoService_Upload_FullMethodName
 
-	maxAttempts   = 3  // the policy of every method below
-	listCount     = 5  // messages per List
-	budgetTokens  = 5  // pattern.DefaultBudgetConfig: MaxTokens
-	budgetRatio   = .7 // and Ratio
+	maxAttempts   = 3 // the policy of every method below
+	listCount     = 5 // messages per List
 	maxOvershoot  = 5 * time.Millisecond
 	unaryWorkers  = 8
 	streamWorkers = 2
+)
+
+// The Suite runs with pattern.DefaultBudgetConfig, audited by counting.
+var (
+	budgetTokens = pattern.DefaultBudgetConfig().MaxTokens
+	budgetRatio  = pattern.DefaultBudgetConfig().Ratio
 )
 
 var (
@@ -787,7 +792,7 @@ func (r *result) report(t *testing.T) {
 		r.maxClientAttempts, r.maxServerAttempts, r.maxServerCall, maxAttempts, r.primaryKills)
 	t.Logf("unary attempts at the primary by outcome: %v", r.attemptOutcomes)
 	retries := r.attempts - r.unaryCalls
-	t.Logf("retry budget (unary target): %d retries ≤ %d + %.1f × %d refilling attempts = %.1f; lowest possible balance %.1f tokens",
+	t.Logf("retry budget (unary target): %d retries ≤ %v + %.1f × %d refilling attempts = %.1f; lowest possible balance %.1f tokens",
 		retries, budgetTokens, budgetRatio, r.deposits, budgetTokens+budgetRatio*float64(r.deposits), budgetTokens+budgetRatio*float64(r.deposits)-float64(retries))
 	t.Logf("goroutines: %d before, peak %d, %d after; heap: %.1f MiB before, %.1f MiB after",
 		r.goroutinesBefore, r.peakGoroutines, r.goroutinesAfter, float64(r.heapBefore)/(1<<20), float64(r.heapAfter)/(1<<20))

@@ -690,7 +690,8 @@ func (x *Retry) GetHonorPushback() bool {
 //	trip: { consecutive_failures: 5 failure_rate_percent: 50 minimum_calls: 20 window_calls: 100 }
 type Trip struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Open after this many failures in a row. 0 disables this rule. Default 5.
+	// Open after this many failures in a row. 0 disables this rule. Default 10
+	// (5 in a row happen every few hundred attempts when 30 % fail at random).
 	//
 	//	consecutive_failures: 5
 	ConsecutiveFailures *uint32 `protobuf:"varint,1,opt,name=consecutive_failures,json=consecutiveFailures,proto3,oneof" json:"consecutive_failures,omitempty"`
