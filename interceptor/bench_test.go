@@ -2,17 +2,21 @@ package interceptor_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/rebound-grpc/rebound/interceptor"
 	"github.com/rebound-grpc/rebound/internal/testpb"
 	"github.com/rebound-grpc/rebound/internal/testserver"
+	"github.com/rebound-grpc/rebound/pattern"
 	reboundv1 "github.com/rebound-grpc/rebound/proto/rebound/v1"
 )
 
@@ -181,5 +185,55 @@ func BenchmarkCacheStore(b *testing.B) {
 				_ = ic(ctx, testpb.EchoService_Echo_FullMethodName, req, reply, nil, nilInvoker)
 			}
 		})
+	}
+}
+
+// TestMethodLookupByAddress: the lookup cache keyed by the method string's
+// address returns each method's own policy, and strings built per call (new
+// addresses every time) neither allocate nor get another method's state.
+func TestMethodLookupByAddress(t *testing.T) {
+	s := newSuite(t, fast(interceptor.WithRetryBudget(pattern.BudgetConfig{MaxTokens: 1e6}))...)
+	ic := s.UnaryClientInterceptor()
+	ctx := context.Background()
+	attempts := 0
+	failing := func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
+		attempts++
+		return status.Error(codes.Unavailable, "down")
+	}
+	for i := range 50 {
+		for _, tc := range []struct {
+			method string
+			want   int
+		}{
+			{testpb.EchoService_Echo_FullMethodName, 4},                                // IDEMPOTENT, 4 attempts
+			{testpb.EchoService_Create_FullMethodName, 1},                              // not idempotent
+			{strings.Clone(testpb.EchoService_Echo_FullMethodName), 4},                 // same name, new address
+			{"/rebound.testing.v1.EchoService/" + "Create" + strings.Repeat("", i), 1}, // built per call
+		} {
+			attempts = 0
+			_ = ic(ctx, tc.method, &testpb.EchoRequest{}, &testpb.EchoResponse{}, nil, failing)
+			if attempts > tc.want || (i == 0 && attempts != tc.want) {
+				t.Fatalf("call %d of %s made %d attempts; want %d (patterns %+v)", i, tc.method, attempts, tc.want, s.Patterns())
+			}
+		}
+	}
+	// A fresh Suite: the failures above opened the breakers.
+	ic = newSuite(t).UnaryClientInterceptor()
+	req, reply := &testpb.EchoRequest{}, &testpb.EchoResponse{}
+	names := make([]string, 1200) // each at a new address
+	for i := range names {
+		names[i] = strings.Clone(testpb.EchoService_Echo_FullMethodName)
+	}
+	// The address cache fills each of its slots once over the Suite's life
+	// (a bounded number of allocations); after that, new addresses cost nothing.
+	for _, n := range names[:1000] {
+		_ = ic(ctx, n, req, reply, nil, nilInvoker)
+	}
+	i := 1000
+	if n := testing.AllocsPerRun(100, func() {
+		_ = ic(ctx, names[i], req, reply, nil, nilInvoker)
+		i++
+	}); n > 0 {
+		t.Errorf("allocs/op for a method string at a new address = %v; want 0", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -33,6 +34,7 @@ type Suite struct {
 	cfg     *config
 	table   *policy.Table
 	methods map[string]*methodState // known methods; immutable after New
+	byAddr  [64]atomic.Pointer[addrEntry]
 	// dynamic holds the state of methods the table does not know (copy on write).
 	dynamic  atomic.Pointer[map[string]*methodState]
 	overflow *methodState
@@ -319,6 +321,32 @@ func needsCache(t *policy.Table) bool {
 
 // method returns the state of fullMethod: one map lookup for known methods.
 func (s *Suite) method(fullMethod string) *methodState {
+	// Generated stubs pass the same string constant on every call: a cache
+	// keyed by the string's address skips hashing its bytes.
+	p := unsafe.StringData(fullMethod)
+	slot := &s.byAddr[(uintptr(unsafe.Pointer(p))>>3)%uintptr(len(s.byAddr))]
+	if e := slot.Load(); e != nil && e.data == p && e.n == len(fullMethod) {
+		return e.ms
+	}
+	ms := s.lookupMethod(fullMethod)
+	if slot.Load() == nil {
+		// Only empty slots are filled (at most len(byAddr) entries over the
+		// Suite's life), so strings built per call never allocate here. The
+		// entry keeps the string alive: its address cannot be reused.
+		slot.CompareAndSwap(nil, &addrEntry{data: p, n: len(fullMethod), ms: ms})
+	}
+	return ms
+}
+
+// addrEntry maps one method string, by address, to its state.
+type addrEntry struct {
+	data *byte
+	n    int
+	ms   *methodState
+}
+
+// lookupMethod finds the state of fullMethod by name.
+func (s *Suite) lookupMethod(fullMethod string) *methodState {
 	if ms, ok := s.methods[fullMethod]; ok {
 		return ms
 	}
