@@ -83,11 +83,11 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 	)
 	if pol.PerAttemptTimeout > 0 {
 		tctx, cancel := context.WithTimeout(actx, pol.PerAttemptTimeout)
-		err, trailer = s.invoke(tctx, ts, pol, method, req, reply, cc, invoker, opts)
+		trailer, err = s.invoke(tctx, ts, pol, method, req, reply, cc, invoker, opts)
 		timedOut = err != nil && attemptTimedOut(ctx, tctx, err)
 		cancel()
 	} else {
-		err, trailer = s.invoke(actx, ts, pol, method, req, reply, cc, invoker, opts)
+		trailer, err = s.invoke(actx, ts, pol, method, req, reply, cc, invoker, opts)
 	}
 	endAttemptSpan(aspan, err)
 	var (
@@ -121,9 +121,9 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 // invoke runs one attempt. When the method may retry, honours pushback and
 // the target is degraded (it failed recently), it also returns the attempt's
 // trailer for grpc-retry-pushback-ms.
-func (s *Suite) invoke(ctx context.Context, ts *targetState, pol *policy.Method, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (error, metadata.MD) {
+func (s *Suite) invoke(ctx context.Context, ts *targetState, pol *policy.Method, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts []grpc.CallOption) (metadata.MD, error) {
 	if !pol.WantsLoad && (pol.MaxAttempts <= 1 || !pol.HonorPushback || ts.degraded.Load() == 0) {
-		return invoker(ctx, method, req, reply, cc, opts...), nil
+		return nil, invoker(ctx, method, req, reply, cc, opts...)
 	}
 	ao := attemptOptsPool.Get().(*attemptOpts)
 	ao.opts = append(ao.opts[:0], opts...)
@@ -137,7 +137,7 @@ func (s *Suite) invoke(ctx context.Context, ts *targetState, pol *policy.Method,
 	clear(ao.opts)
 	ao.opts = ao.opts[:0]
 	attemptOptsPool.Put(ao)
-	return err, trailer
+	return trailer, err
 }
 
 // succeeded caches the reply of a call the primary answered when the
@@ -339,7 +339,7 @@ func (c *call) attempt(ctx context.Context) error {
 		actx, cancel = context.WithTimeout(actx, pol.PerAttemptTimeout)
 	}
 	c.attempts++
-	err, trailer := c.s.invoke(actx, c.ts, pol, c.method, c.req, c.reply, c.cc, c.invoker, c.opts)
+	trailer, err := c.s.invoke(actx, c.ts, pol, c.method, c.req, c.reply, c.cc, c.invoker, c.opts)
 	c.timedOut = cancel != nil && err != nil && attemptTimedOut(ctx, actx, err)
 	if cancel != nil {
 		cancel()
