@@ -5,8 +5,10 @@ import (
 	"time"
 
 	orcav3 "github.com/cncf/xds/go/xds/data/orca/v3"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rebound-grpc/rebound/fallback"
@@ -127,4 +129,56 @@ func TestAdaptiveRecoveryORCA(t *testing.T) {
 	if p.State != pattern.Recovering {
 		t.Errorf("state = %v; want recovering (throttling, never a hard open)", p.State)
 	}
+}
+
+// TestBreakerCountsCallsNotCoveredAttempts: a failed attempt that a retry
+// covers does not count toward the breaker's trip rules; calls that fail do.
+func TestBreakerCountsCallsNotCoveredAttempts(t *testing.T) {
+	t.Parallel()
+	trip := &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(3), FailureRatePercent: proto.Float64(50), WindowCalls: proto.Uint32(4), MinimumCalls: proto.Uint32(4)}
+	pol := &reboundv1.RecoveryPolicy{
+		Retry: &reboundv1.Retry{InitialBackoffMs: proto.Uint32(1), MaxBackoffMs: proto.Uint32(2)},
+		Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
+			Trip: trip, OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
+		}},
+	}
+	t.Run("every first attempt fails, every retry succeeds", func(t *testing.T) {
+		t.Parallel()
+		srv := testserver.Start(t, "primary", func(c testserver.Call) testserver.Response {
+			if len(c.MD.Get("grpc-previous-rpc-attempts")) == 0 {
+				return testserver.Response{Code: codes.Unavailable}
+			}
+			return testserver.Response{}
+		})
+		s := newSuite(t, interceptor.WithPolicy(echoMethod, pol))
+		cc := dial(t, srv.Addr, s)
+		for i := range 12 {
+			if _, err := echo(t, cc, ctxTimeout(t, 5*time.Second), "x"); err != nil {
+				t.Fatalf("call %d: %v; want every call answered after one retry", i, err)
+			}
+		}
+		if p, _ := patternOf(s, echoMethod); p.State != pattern.Closed {
+			t.Errorf("pattern = %+v; want closed: half the attempts failed, but no call did", p)
+		}
+		if n := srv.Attempts(); n != 24 {
+			t.Errorf("attempts = %d; want 24 (2 per call)", n)
+		}
+	})
+	t.Run("every attempt fails", func(t *testing.T) {
+		t.Parallel()
+		srv := testserver.Start(t, "primary", testserver.Fail(codes.Unavailable))
+		s := newSuite(t, interceptor.WithPolicy(echoMethod, pol))
+		cc := dial(t, srv.Addr, s)
+		for range 3 {
+			_, _ = echo(t, cc, ctxTimeout(t, 5*time.Second), "x")
+		}
+		if p, _ := patternOf(s, echoMethod); p.State != pattern.Open {
+			t.Errorf("pattern = %+v; want open after 3 failed calls", p)
+		}
+		before := srv.Attempts()
+		_, err := echo(t, cc, ctxTimeout(t, 5*time.Second), "x")
+		if status.Code(err) != codes.Unavailable || srv.Attempts() != before {
+			t.Errorf("4th call: %v after %d new attempts; want short-circuited", err, srv.Attempts()-before)
+		}
+	})
 }

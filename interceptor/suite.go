@@ -62,6 +62,9 @@ type methodState struct {
 	// timed is set when the pattern needs every attempt's latency; otherwise
 	// the healthy path skips the clock (patterns read it when they need it).
 	timed bool
+	// deferFailures: the pattern trips on failed calls, not on failed attempts
+	// that a retry covers (see pendingFailure).
+	deferFailures bool
 	// chain is the fallback chain, nil when there is none; cacheStep is its
 	// first cache step, nil when replies are not stored.
 	chain     *fallback.Chain
@@ -76,7 +79,8 @@ type methodState struct {
 func newMethodState(m *policy.Method, h *patternHolder) *methodState {
 	timed := m.PatternKind == policy.PatternPartialRecovery || m.PatternKind == policy.PatternAdaptiveRecovery ||
 		(m.PatternKind == policy.PatternExponentialBackoff && m.Breaker.SlowCallDuration > 0)
-	return &methodState{pol: m, holder: h, timed: timed}
+	deferFailures := m.PatternKind == policy.PatternExponentialBackoff || m.PatternKind == policy.PatternPartialRecovery
+	return &methodState{pol: m, holder: h, timed: timed, deferFailures: deferFailures}
 }
 
 // patternHolder keeps one pattern instance per target.

@@ -105,7 +105,14 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 			now = time.Now()
 		}
 	}
-	s.reportLoad(ctx, ts, pol, now, code, lat, d.Probe, loadReport(pol, trailer))
+	var pending *pendingFailure
+	if err != nil && ms.deferFailures && !d.Probe && pol.MaxAttempts > 1 {
+		// Reported once the call knows whether a retry follows (see pendingFailure).
+		pending = &pendingFailure{now: now, code: code, lat: lat}
+		ts.failed()
+	} else {
+		s.reportLoad(ctx, ts, pol, now, code, lat, d.Probe, loadReport(pol, trailer))
+	}
 	s.recordAttempt(ctx, ts, code)
 	if err == nil {
 		s.succeeded(ctx, ms, method, req, reply, opts)
@@ -114,7 +121,7 @@ func (s *Suite) unary(ctx context.Context, method string, req, reply any, cc *gr
 		return nil
 	}
 	c := &call{s: s, ms: ms, ts: ts, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, prio: prio, span: span,
-		attempts: 1, lastErr: err, lastCode: code, lastTrailer: trailer, timedOut: timedOut}
+		attempts: 1, lastErr: err, lastCode: code, lastTrailer: trailer, timedOut: timedOut, pending: pending}
 	return c.retryAndFallback(ctx)
 }
 
@@ -235,6 +242,28 @@ type call struct {
 	slept       time.Duration     // total backoff slept
 	refused     *pattern.Decision // the pattern refused a retry
 	seeded      bool
+	pending     *pendingFailure // the last failed attempt, not yet reported
+}
+
+// pendingFailure is a failed attempt whose report to the pattern waits until
+// the call knows whether a retry follows. For patterns that trip on failures
+// (exponential_backoff, partial_recovery), a failure that a retry then
+// covers is not counted: they trip on calls that fail, so that a server
+// failing 30 % of attempts at random, or half of them in a brownout, is not
+// taken for a dead one, while every call to a dead server still fails and
+// trips them. Probes are always reported at once.
+type pendingFailure struct {
+	now  time.Time
+	code codes.Code
+	lat  time.Duration
+}
+
+// flushPending reports the pending failure: no retry covers it.
+func (c *call) flushPending() {
+	if p := c.pending; p != nil {
+		c.pending = nil
+		c.s.report(c.ctx, c.ts, c.ms.pol, p.now, p.code, p.lat, false)
+	}
 }
 
 // retryable reports whether the last failure may be retried at all.
@@ -248,6 +277,7 @@ func (c *call) retryable() bool {
 
 // stop records why no further retry is sent, and tells go-retry to stop.
 func (c *call) stop(reason string) (time.Duration, bool) {
+	c.flushPending()
 	if c.span != nil {
 		c.span.AddEvent(eventRetryStopped, trace.WithAttributes(attribute.String(attrStopReason, reason)))
 	}
@@ -279,6 +309,7 @@ func (c *call) Next() (time.Duration, bool) {
 		return c.stop("retry_budget")
 	}
 	c.ts.budgetOK()
+	c.pending = nil // a retry covers this failure
 	c.prevDelay = delay
 	c.slept += delay
 	if c.span != nil {
@@ -350,7 +381,12 @@ func (c *call) attempt(ctx context.Context) error {
 	if err != nil {
 		code = status.Code(err)
 	}
-	c.s.reportLoad(ctx, c.ts, pol, start.Add(lat), code, lat, d.Probe, loadReport(pol, trailer))
+	if err != nil && c.ms.deferFailures && !d.Probe {
+		c.pending = &pendingFailure{now: start.Add(lat), code: code, lat: lat}
+		c.ts.failed()
+	} else {
+		c.s.reportLoad(ctx, c.ts, pol, start.Add(lat), code, lat, d.Probe, loadReport(pol, trailer))
+	}
 	c.s.recordAttempt(ctx, c.ts, code)
 	if err == nil {
 		return nil
@@ -366,6 +402,7 @@ func (c *call) attempt(ctx context.Context) error {
 // fallback chain if the call still failed with a code the chain is for.
 func (c *call) retryAndFallback(ctx context.Context) error {
 	c.ctx = ctx
+	defer c.flushPending()
 	pol := c.ms.pol
 	if pol.MaxAttempts > 1 && c.retryable() {
 		err := retry.Do(ctx, c, c.attempt)
@@ -382,6 +419,7 @@ func (c *call) retryAndFallback(ctx context.Context) error {
 	} else if pol.MaxAttempts > 1 {
 		c.stop("not_retryable")
 	}
+	c.flushPending()
 	if c.refused != nil {
 		return c.fallback(ctx, c.lastErr)
 	}
