@@ -20,6 +20,7 @@ func FuzzReplayBuffer(f *testing.F) {
 	f.Add([]byte{0xff}, uint32(200_000), uint32(4), "big")
 	f.Add([]byte("z"), uint32(interceptor.ReplayBufferBytes), uint32(2), "edge")
 	f.Add([]byte("z"), uint32(interceptor.ReplayBufferBytes-16), uint32(3), "near edge")
+	f.Add([]byte{}, uint32(0), uint32(41), "\xa1") // invalid UTF-8: does not marshal
 	f.Fuzz(func(t *testing.T, unit []byte, size, count uint32, text string) {
 		size %= 2 * interceptor.ReplayBufferBytes
 		count = count%40 + 1
@@ -38,6 +39,9 @@ func FuzzReplayBuffer(f *testing.F) {
 			}
 			msgs = append(msgs, m)
 			total += 4 + proto.Size(m)
+			if _, err := proto.Marshal(m); err != nil {
+				full = true // e.g. invalid UTF-8 in a string: it cannot be sent, nor kept
+			}
 			if !full && total <= interceptor.ReplayBufferBytes {
 				want = append(want, m)
 			} else {
