@@ -182,3 +182,32 @@ func TestBreakerCountsCallsNotCoveredAttempts(t *testing.T) {
 		}
 	})
 }
+
+// TestBreakerCountsStreamsNotCoveredAttempts is the stream form: a stream
+// whose first attempt fails and whose retry succeeds is not a failure.
+func TestBreakerCountsStreamsNotCoveredAttempts(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t, "primary", func(c testserver.Call) testserver.Response {
+		if len(c.MD.Get("grpc-previous-rpc-attempts")) == 0 {
+			return testserver.Response{Code: codes.Unavailable}
+		}
+		return testserver.Response{}
+	})
+	const list = "/rebound.testing.v1.EchoService/List"
+	s := newSuite(t, interceptor.WithPolicy(list, &reboundv1.RecoveryPolicy{
+		Retry: &reboundv1.Retry{InitialBackoffMs: proto.Uint32(1), MaxBackoffMs: proto.Uint32(2)},
+		Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
+			Trip:        &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(3), FailureRatePercent: proto.Float64(50), WindowCalls: proto.Uint32(4), MinimumCalls: proto.Uint32(4)},
+			OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
+		}},
+	}))
+	cc := dialStream(t, srv.Addr, s)
+	for i := range 10 {
+		if _, err := runList(ctxTimeout(t, 5*time.Second), cc, []string{"x"}); err != nil {
+			t.Fatalf("stream %d: %v; want every stream answered after one retry", i, err)
+		}
+	}
+	if p, _ := patternOf(s, list); p.State != pattern.Closed {
+		t.Errorf("pattern = %+v; want closed: half the attempts failed, but no stream did", p)
+	}
+}

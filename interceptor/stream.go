@@ -178,7 +178,8 @@ type clientStream struct {
 	final     error // the stream failed before it was committed
 	key       string
 	keyErr    error
-	rc        *call // retry decisions, built at the first failure
+	rc        *call           // retry decisions, built at the first failure
+	pending   *pendingFailure // the failed attempt just released, handed to rc
 	// The fallback chain, once started: cur is nil until a step opens a source.
 	chain      []fallback.Step
 	chainCause error
@@ -404,6 +405,8 @@ func (w *clientStream) recoverLocked(err error) {
 		w.rc = c
 	}
 	c.attempts, c.lastErr, c.lastCode, c.lastTrailer, c.timedOut = w.attempts, err, code, trailer, at.timedOut.Load()
+	c.pending, w.pending = w.pending, nil
+	defer c.flushPending() // no retry covered the last failure
 	for w.replayable && pol.MaxAttempts > 1 && c.retryable() {
 		delay, stop := c.Next()
 		if stop {
@@ -417,6 +420,7 @@ func (w *clientStream) recoverLocked(err error) {
 		start := time.Now()
 		d := w.ts.pattern.ShouldAttemptRecovery(start, w.prio)
 		if !d.Allow {
+			c.flushPending()
 			w.startChainLocked(c.lastErr, true)
 			return
 		}
@@ -428,7 +432,9 @@ func (w *clientStream) recoverLocked(err error) {
 		w.cur = nil
 		err, code := w.failedLocked(next, err)
 		c.attempts, c.lastErr, c.lastCode, c.lastTrailer, c.timedOut = w.attempts, err, code, nil, next.timedOut.Load()
+		c.pending, w.pending = w.pending, nil
 	}
+	c.flushPending()
 	w.startChainLocked(c.lastErr, false)
 }
 
@@ -441,7 +447,13 @@ func (w *clientStream) failedLocked(at *attempt, err error) (error, codes.Code) 
 		code = codes.DeadlineExceeded
 		err = status.Errorf(codes.DeadlineExceeded, "rebound: %s attempt %d timed out after %v before the stream was committed", w.method, w.attempts, w.ms.pol.PerAttemptTimeout)
 	}
-	w.report(at, code, at.probe)
+	if at.src == srcPrimary && w.ms.deferFailures && !at.probe && w.ms.pol.MaxAttempts > 1 && w.replayable {
+		// Reported once the stream knows whether a retry follows (see pendingFailure).
+		w.pending = &pendingFailure{now: time.Now(), code: code}
+		w.ts.failed()
+	} else {
+		w.report(at, code, at.probe)
+	}
 	endAttemptSpan(at.span, err)
 	switch at.src {
 	case srcPrimary:

@@ -119,6 +119,10 @@ type sample struct {
 type result struct {
 	duration time.Duration
 	seed     uint64
+	// schedLag is the worst lateness of a 1 ms timer during the run: how long
+	// the machine itself (2 cores, -race, other test packages) kept a ready
+	// goroutine waiting. It is not rebound's, so the deadline check allows it.
+	schedLag time.Duration
 	redis    string // "" when Redis ran, else why not
 
 	calls, streams    atomic.Int64
@@ -624,6 +628,8 @@ func runChaos(t *testing.T, d time.Duration, every time.Duration) *result {
 	start := time.Now()
 
 	stop := make(chan struct{})
+	lagDone := make(chan time.Duration)
+	go func() { lagDone <- schedulerLag(stop) }()
 	var wg sync.WaitGroup
 	worker := func(i int, call func(*rand.Rand)) {
 		defer wg.Done()
@@ -704,6 +710,7 @@ func runChaos(t *testing.T, d time.Duration, every time.Duration) *result {
 	close(stop)
 	wg.Wait()
 	monWG.Wait()
+	r.schedLag = <-lagDone
 
 	r.primaryKills = e.primary.Kills()
 	r.maxServerAttempts, r.maxServerCall = e.primary.MaxAttemptsPerCall()
@@ -786,8 +793,8 @@ func (r *result) report(t *testing.T) {
 	slices.Sort(fs)
 	t.Logf("faults injected: %s", strings.Join(fs, "; "))
 	t.Logf("worst overshoot: %v, %s", r.worst, r.worstCall)
-	t.Logf("deadline overshoot (return − deadline): p50 %v, p99 %v, p99.9 %v, p100 %v (limit %v)",
-		r.pcts[0], r.pcts[1], r.pcts[2], r.pcts[3], maxOvershoot)
+	t.Logf("deadline overshoot (return − deadline): p50 %v, p99 %v, p99.9 %v, p100 %v (limit %v + scheduling lag %v)",
+		r.pcts[0], r.pcts[1], r.pcts[2], r.pcts[3], maxOvershoot, r.schedLag)
 	t.Logf("attempts per call: max %d at the client, %d at the server (%s) (policy %d); primary SIGKILLs %d",
 		r.maxClientAttempts, r.maxServerAttempts, r.maxServerCall, maxAttempts, r.primaryKills)
 	t.Logf("unary attempts at the primary by outcome: %v", r.attemptOutcomes)
@@ -809,8 +816,8 @@ func (r *result) check(t *testing.T, loose bool) {
 	if r.violationCount > len(r.violations) {
 		t.Errorf("... and %d more violations", r.violationCount-len(r.violations))
 	}
-	if got := r.pcts[3]; got > maxOvershoot && !loose {
-		t.Errorf("max deadline overshoot = %v; want ≤ %v", got, maxOvershoot)
+	if got, limit := r.pcts[3], maxOvershoot+r.schedLag; got > limit && !loose {
+		t.Errorf("max deadline overshoot = %v; want ≤ %v + the machine's own scheduling lag %v", got, maxOvershoot, r.schedLag)
 	}
 	if r.maxClientAttempts > maxAttempts || r.maxServerAttempts > maxAttempts {
 		t.Errorf("max attempts per call = %d (client), %d (server); want ≤ %d", r.maxClientAttempts, r.maxServerAttempts, maxAttempts)
@@ -824,5 +831,23 @@ func (r *result) check(t *testing.T, loose bool) {
 	const heapSlack = 16 << 20
 	if r.heapAfter > r.heapBefore+heapSlack {
 		t.Errorf("heap after = %d bytes; want ≤ %d (before) + %d", r.heapAfter, r.heapBefore, heapSlack)
+	}
+}
+
+// schedulerLag measures, until stop, the worst lateness of a 1 ms sleep: the
+// time a ready goroutine waited for a CPU on this machine.
+func schedulerLag(stop <-chan struct{}) time.Duration {
+	var worst time.Duration
+	for {
+		select {
+		case <-stop:
+			return worst
+		default:
+		}
+		t0 := time.Now()
+		time.Sleep(time.Millisecond)
+		if lag := time.Since(t0) - time.Millisecond; lag > worst {
+			worst = lag
+		}
 	}
 }
