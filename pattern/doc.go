@@ -15,6 +15,24 @@
 // after the first attempt also needs a token from [Budget.TryWithdraw]; each
 // successful attempt pays into it with [Budget.OnSuccess].
 //
+// Three patterns are here:
+//
+//   - [ExponentialBackoff]: a circuit breaker that opens on consecutive
+//     failures or a failure (or slow-call) rate, stays open for a delay that
+//     grows with every failed probe (capped, then jittered), and closes after
+//     enough successful probes;
+//   - [PartialRecovery]: opens the same way but comes back along a ramp (or
+//     a slow-start curve), admitting a growing share of calls, highest
+//     [Priority] first, with a cap on in-flight calls; [PartialRecovery.SetHealth]
+//     lets a health signal open it or start the ramp;
+//   - [AdaptiveRecovery]: never opens; admits each call with the SRE
+//     client-side throttling probability, lowered further (AIMD) by rising
+//     latency and by ORCA load reports.
+//
+// The interceptor reports, for the two breakers, only the failures of calls
+// (a failed attempt that a retry covers is not reported); probes and the
+// adaptive pattern see every attempt.
+//
 // Patterns classify outcomes themselves: a code in their FailureCodes
 // (default [DefaultFailureCodes]) is a failure of the target, any other code
 // is a success (the server answered), and codes.Canceled — the caller gave
