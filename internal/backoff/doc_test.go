@@ -2,7 +2,6 @@ package backoff
 
 import (
 	"go/ast"
-	"go/doc"
 	"go/parser"
 	"go/token"
 	"os"
@@ -48,69 +47,4 @@ func TestImports(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestDocs checks that the package has a doc.go package comment and that
-// every exported identifier is documented.
-func TestDocs(t *testing.T) {
-	t.Parallel()
-	fset, files := parsePackage(t)
-	p, err := doc.NewFromFiles(fset, files, "github.com/rebound-grpc/rebound/internal/backoff")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(p.Doc) == "" {
-		t.Error("package comment missing; want one in doc.go")
-	}
-	for _, f := range files {
-		if f.Doc != nil && fset.Position(f.Package).Filename != "doc.go" {
-			t.Errorf("%s has a package comment; want it only in doc.go", fset.Position(f.Package).Filename)
-		}
-	}
-	for _, name := range undocumented(p) {
-		t.Errorf("%s has no doc comment", name)
-	}
-}
-
-// undocumented lists exported identifiers of p without a doc comment.
-func undocumented(p *doc.Package) []string {
-	var out []string
-	values := func(vs []*doc.Value) {
-		for _, v := range vs {
-			if v.Doc != "" {
-				continue
-			}
-			for _, spec := range v.Decl.Specs {
-				vs := spec.(*ast.ValueSpec)
-				if vs.Doc != nil || vs.Comment != nil {
-					continue
-				}
-				for _, n := range vs.Names {
-					if n.IsExported() {
-						out = append(out, n.Name)
-					}
-				}
-			}
-		}
-	}
-	funcs := func(prefix string, fs []*doc.Func) {
-		for _, f := range fs {
-			if f.Doc == "" && ast.IsExported(f.Name) {
-				out = append(out, prefix+f.Name)
-			}
-		}
-	}
-	values(p.Consts)
-	values(p.Vars)
-	funcs("", p.Funcs)
-	for _, typ := range p.Types {
-		if typ.Doc == "" {
-			out = append(out, typ.Name)
-		}
-		values(typ.Consts)
-		values(typ.Vars)
-		funcs("", typ.Funcs)
-		funcs(typ.Name+".", typ.Methods)
-	}
-	return out
 }

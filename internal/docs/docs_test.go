@@ -66,6 +66,18 @@ func TestEveryPackageHasDocGo(t *testing.T) {
 		if f.Doc == nil || len(strings.TrimSpace(f.Doc.Text())) < 40 {
 			t.Errorf("%s/doc.go: the package comment is missing or too short to say what the package owns", dir)
 		}
+		// The package comment lives in doc.go only (generated files aside).
+		others, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, o := range others {
+			base := filepath.Base(o)
+			if base == "doc.go" || strings.HasSuffix(base, "_test.go") || strings.HasSuffix(base, ".pb.go") {
+				continue
+			}
+			of, err := parser.ParseFile(token.NewFileSet(), o, nil, parser.ParseComments|parser.PackageClauseOnly)
+			if err == nil && of.Doc != nil {
+				t.Errorf("%s has a package comment; want it only in doc.go", o)
+			}
+		}
 	}
 }
 
