@@ -100,6 +100,9 @@ func (s *CacheStep) Kind() string { return "cache" }
 // Cache returns the step's cache.
 func (s *CacheStep) Cache() Cache { return s.cache }
 
+// MaxStaleness returns the oldest entry the step serves.
+func (s *CacheStep) MaxStaleness() time.Duration { return s.maxStaleness }
+
 // Key derives the cache key of a call: the method, the request's deterministic
 // bytes and the values of the step's metadata keys in ctx's outgoing metadata.
 func (s *CacheStep) Key(ctx context.Context, method string, req any) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
@@ -109,15 +110,33 @@ func (s *Suite) store(ctx context.Context, ms *methodState, method string, req, 
 		s.cfg.logger.Debug("rebound: reply not cached", zap.String("method", method), zap.Error(err))
 		return
 	}
-	s.storeEntry(method, key, e)
+	s.storeEntry(method, key, e, ms.cacheStep.MaxStaleness()/2)
+}
+
+// recentStoresSize bounds the keys whose last written value the Suite remembers.
+const recentStoresSize = 4096
+
+// storedMark is what the Suite remembers of the last write of one key.
+type storedMark struct {
+	sum uint64    // xxhash of the value
+	at  time.Time // when it was stored
 }
 
 // storeEntry writes a cache entry made on the caller's goroutine: at once for
 // the memory cache, else asynchronously and bounded (writes beyond
-// maxStoresInFlight are dropped).
-func (s *Suite) storeEntry(method, key string, e fallback.Entry) {
+// maxStoresInFlight are dropped). A reply equal to the one last written under
+// the same key is not written again until refresh has passed, so a stable
+// reply costs a hash, not a cache (or Redis) write, per call, while its entry
+// never gets older than refresh plus the time since the last success.
+func (s *Suite) storeEntry(method, key string, e fallback.Entry, refresh time.Duration) {
+	sum := xxhash.Sum64(e.Value)
+	if m, ok := s.recent.Get(key); ok && m.sum == sum && e.StoredAt.Sub(m.at) < refresh {
+		return
+	}
 	if s.localCache {
-		_ = s.cache.Set(context.Background(), key, e)
+		if s.cache.Set(context.Background(), key, e) == nil {
+			s.recent.Add(key, storedMark{sum: sum, at: e.StoredAt})
+		}
 		return
 	}
 	select {
@@ -125,6 +144,7 @@ func (s *Suite) storeEntry(method, key string, e fallback.Entry) {
 	default:
 		return // too many writes in flight: drop this one
 	}
+	s.recent.Add(key, storedMark{sum: sum, at: e.StoredAt})
 	s.storeWG.Add(1)
 	go func() {
 		defer s.storeWG.Done()
@@ -132,6 +152,7 @@ func (s *Suite) storeEntry(method, key string, e fallback.Entry) {
 		sctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 		defer cancel()
 		if err := s.cache.Set(sctx, key, e); err != nil {
+			s.recent.Remove(key) // the next success writes again
 			s.cfg.logger.Debug("rebound: cache write failed", zap.String("method", method), zap.Error(err))
 		}
 	}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,4 +348,51 @@ func TestFallbackRedisStoppedMidTest(t *testing.T) {
 	if el := time.Since(start); el > 500*time.Millisecond {
 		t.Errorf("with Redis stopped the call took %v; want within its deadline", el)
 	}
+}
+
+// countingCache counts the writes that reach it.
+type countingCache struct {
+	fallback.Cache
+	sets atomic.Int64
+}
+
+func (c *countingCache) Set(ctx context.Context, key string, e fallback.Entry) error {
+	c.sets.Add(1)
+	return c.Cache.Set(ctx, key, e)
+}
+
+// TestCacheWritesOnlyChangedReplies: a reply equal to the one last stored is
+// not written again until half the step's max staleness has passed; a
+// changed reply is written at once.
+func TestCacheWritesOnlyChangedReplies(t *testing.T) {
+	t.Parallel()
+	cache := &countingCache{Cache: fallback.NewMemoryCache(1 << 20)}
+	s := newSuite(t, interceptor.WithCache(cache), withChain(cacheStep(200))) // refresh after 100 ms
+	ic := s.UnaryClientInterceptor()
+	answer := "v1"
+	invoker := func(_ context.Context, _ string, _, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
+		reply.(*testpb.EchoResponse).Message = answer
+		return nil
+	}
+	call := func() {
+		if err := ic(context.Background(), echoMethod, &testpb.EchoRequest{Message: "k"}, &testpb.EchoResponse{}, nil, invoker); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := func(want int64) {
+		t.Helper()
+		if !waitFor(2*time.Second, func() bool { return cache.sets.Load() >= want }) || cache.sets.Load() != want {
+			t.Fatalf("cache writes = %d; want %d", cache.sets.Load(), want)
+		}
+	}
+	for range 20 {
+		call()
+	}
+	wait(1) // the same reply 20 times: one write
+	answer = "v2"
+	call()
+	wait(2) // a changed reply: written at once
+	time.Sleep(120 * time.Millisecond)
+	call()
+	wait(3) // unchanged, but past the refresh: written again, so the entry stays fresh
 }

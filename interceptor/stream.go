@@ -377,7 +377,7 @@ func (w *clientStream) end(err error) {
 	endCallSpan(w.span, final, sv)
 	if code == codes.OK && w.rec != nil {
 		if e, ok := w.rec.Entry(time.Now()); ok {
-			w.s.storeEntry(w.method, w.key, e)
+			w.s.storeEntry(w.method, w.key, e, w.ms.cacheStep.MaxStaleness()/2)
 		}
 		w.rec = nil
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -44,7 +45,8 @@ type Suite struct {
 	budgetMu sync.Mutex
 
 	cache      fallback.Cache
-	localCache bool // the cache is in process: writes are synchronous
+	localCache bool                           // the cache is in process: writes are synchronous
+	recent     *lru.Cache[string, storedMark] // the last value written per key (see storeEntry)
 	storeSem   chan struct{}
 	storeWG    sync.WaitGroup
 
@@ -184,6 +186,7 @@ func New(opts ...Option) (*Suite, error) {
 		s.cache = fallback.NewMemoryCache(DefaultCacheBytes)
 	}
 	_, s.localCache = s.cache.(*fallback.MemoryCache)
+	s.recent, _ = lru.New[string, storedMark](recentStoresSize) // errors only for a size ≤ 0
 	services := map[string]*patternHolder{}
 	for _, fm := range table.Methods() {
 		m := table.Lookup(fm)
