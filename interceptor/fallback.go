@@ -87,12 +87,11 @@ func (s *Suite) alternatePattern(m *policy.Method, name, alt string) pattern.Pat
 	if m.PatternKind == policy.PatternExponentialBackoff || m.PatternKind == policy.PatternPartialRecovery {
 		cfg = m.Breaker
 	}
-	log := s.cfg.logger
-	cfg.OnStateChange = func(from, to pattern.State, _ time.Time) {
-		log.Info("rebound pattern state change",
-			zap.String("method", name), zap.String("alternate", alt),
-			zap.Stringer("from", from), zap.Stringer("to", to))
+	metricName := otherMethod
+	if m.FullMethod != "" {
+		metricName = spanName(m.FullMethod)
 	}
+	cfg.OnStateChange = s.transitionHook(name, metricName, "alternate:"+alt, zap.String("alternate", alt))
 	p, err := pattern.NewExponentialBackoff(cfg)
 	if err != nil {
 		return nil // settings were validated by New; unreachable

@@ -483,14 +483,20 @@ func (s *Suite) newPattern(h *patternHolder, target string) pattern.Pattern {
 // stateLogger returns the OnStateChange hook of (h, target): a metric and a
 // log line per transition.
 func (s *Suite) stateLogger(h *patternHolder, target string) func(from, to pattern.State, now time.Time) {
+	return s.transitionHook(h.name, h.metricName, target)
+}
+
+// transitionHook returns an OnStateChange hook that counts the transition
+// (rebound.pattern.transitions) and logs it with the method, target and extra.
+func (s *Suite) transitionHook(name, metricName, target string, extra ...zap.Field) func(from, to pattern.State, now time.Time) {
 	log := s.cfg.logger
-	return func(from, to pattern.State, now time.Time) {
-		s.onTransition(h.metricName, target, from, to)
-		log.Info("rebound pattern state change",
-			zap.String("method", h.name),
+	return func(from, to pattern.State, _ time.Time) {
+		s.onTransition(metricName, target, from, to)
+		log.Info("rebound pattern state change", append([]zap.Field{
+			zap.String("method", name),
 			zap.String("target", target),
 			zap.Stringer("from", from),
-			zap.Stringer("to", to))
+			zap.Stringer("to", to)}, extra...)...)
 	}
 }
 
