@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -628,41 +629,54 @@ func TestExponentialBackoffConcurrentSafe(t *testing.T) {
 			c.Jitter = 0.2
 			c.OnStateChange = func(from, to State, _ time.Time) { transitions.Store([2]State{from, to}, true) }
 		})
-		var wg sync.WaitGroup
-		for g := range 8 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(g), 7))
-				now := t0
-				for range 5000 {
-					now = now.Add(time.Duration(rng.IntN(2000)) * time.Microsecond)
-					dec := b.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
-					if !dec.Allow {
-						if dec.RetryAfter <= 0 {
-							t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", dec)
-						}
-						continue
-					}
-					o := Outcome{Probe: dec.Probe, Latency: time.Duration(rng.IntN(1000)) * time.Microsecond}
-					switch r := rng.Float64(); {
-					case r < 0.3:
-						o.Code = codes.Unavailable
-					case r < 0.35:
-						o.Code = codes.Canceled
-					}
-					report(b, now.Add(o.Latency), o)
-					_ = b.State()
+		// All goroutines share one clock so the breaker sees coherent time.
+		// Whether a given interleaving passes through every state is up to
+		// the scheduler (a recovery needs three probes in a row to succeed),
+		// so rounds repeat, bounded, until all three transitions were seen.
+		var clock atomic.Int64
+		exercised := func() bool {
+			for _, tr := range [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}} {
+				if _, ok := transitions.Load(tr); !ok {
+					return false
 				}
-			})
-		}
-		wg.Wait()
-		s := b.Snapshot(t0.Add(time.Hour))
-		if s.ProbesInFlight != 0 || s.ConsecutiveFailures < 0 {
-			t.Errorf("Snapshot() after the run = %+v; want no probes in flight", s)
-		}
-		for _, tr := range [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}} {
-			if _, ok := transitions.Load(tr); !ok {
-				t.Errorf("WindowDuration %v: transition %v→%v never happened; want every transition exercised", d, tr[0], tr[1])
 			}
+			return true
+		}
+		const maxRounds = 20
+		for round := 0; round < maxRounds && !exercised(); round++ {
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(g), uint64(round)))
+					for range 2000 {
+						now := t0.Add(time.Duration(clock.Add(int64(rng.IntN(250)) * int64(time.Microsecond))))
+						dec := b.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
+						if !dec.Allow {
+							if dec.RetryAfter <= 0 {
+								t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", dec)
+							}
+							continue
+						}
+						o := Outcome{Probe: dec.Probe, Latency: time.Duration(rng.IntN(1000)) * time.Microsecond}
+						switch r := rng.Float64(); {
+						case r < 0.3:
+							o.Code = codes.Unavailable
+						case r < 0.35:
+							o.Code = codes.Canceled
+						}
+						report(b, now.Add(o.Latency), o)
+						_ = b.State()
+					}
+				})
+			}
+			wg.Wait()
+			s := b.Snapshot(t0.Add(time.Duration(clock.Load()) + time.Hour))
+			if s.ProbesInFlight != 0 || s.ConsecutiveFailures < 0 {
+				t.Errorf("Snapshot() after round %d = %+v; want no probes in flight", round, s)
+			}
+		}
+		if !exercised() {
+			t.Errorf("WindowDuration %v: after %d rounds of 8×2000 calls not every transition (closed→open→recovering→closed) happened", d, maxRounds)
 		}
 		transitions.Range(func(k, _ any) bool {
 			tr := k.([2]State)
