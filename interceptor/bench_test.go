@@ -192,7 +192,7 @@ func BenchmarkCacheStore(b *testing.B) {
 // address returns each method's own policy, and strings built per call (new
 // addresses every time) neither allocate nor get another method's state.
 func TestMethodLookupByAddress(t *testing.T) {
-	s := newSuite(t, fast(interceptor.WithRetryBudget(pattern.BudgetConfig{MaxTokens: 1e6}))...)
+	s := newSuite(t, fast(interceptor.WithRetryBudget(pattern.BudgetConfig{MaxTokens: 1e6, RetriesWithoutSuccess: 10_000}))...)
 	ic := s.UnaryClientInterceptor()
 	ctx := context.Background()
 	attempts := 0

@@ -149,9 +149,9 @@ func WithCache(c fallback.Cache) Option {
 const DefaultCacheBytes = 64 << 20
 
 // WithRetryBudget sets the retry budget shared by all calls to one target
-// (default pattern.DefaultBudgetConfig: retries may spend half of the
-// successful attempts, so a total outage gets almost no retries while a
-// partial one gets the retries it needs).
+// (default pattern.DefaultBudgetConfig: one token per successful attempt,
+// 20 at most, and 5 retries after the last success, so a total outage gets
+// almost no retries while a partial one gets the retries it needs).
 func WithRetryBudget(b pattern.BudgetConfig) Option {
 	return optionFunc(func(c *config) { c.budget = b })
 }

@@ -306,7 +306,7 @@ func TestStreamDeadlineAcrossReopens(t *testing.T) {
 			s := newSuite(t, servicePolicy(&reboundv1.RecoveryPolicy{Retry: &reboundv1.Retry{
 				MaxAttempts: proto.Uint32(10), InitialBackoffMs: proto.Uint32(40), MaxBackoffMs: proto.Uint32(40),
 				Jitter: reboundv1.Jitter_JITTER_PROPORTIONAL.Enum(),
-			}}), interceptor.WithRetryBudget(pattern.BudgetConfig{MaxTokens: 1000}))
+			}}), interceptor.WithRetryBudget(pattern.BudgetConfig{MaxTokens: 1000, RetriesWithoutSuccess: 1000}))
 			cc := dialStream(t, srv.Addr, s)
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
@@ -515,7 +515,7 @@ func TestStreamConcurrentSafe(t *testing.T) {
 		}
 		return testserver.Response{}
 	})
-	cc := dialStream(t, srv.Addr, newSuite(t, fast(noPattern, interceptor.WithRetryBudget(pattern.BudgetConfig{MaxTokens: 1000}))...))
+	cc := dialStream(t, srv.Addr, newSuite(t, fast(noPattern, interceptor.WithRetryBudget(pattern.BudgetConfig{MaxTokens: 1000, RetriesWithoutSuccess: 1000}))...))
 	const streams, msgs = 8, 20
 	var wg sync.WaitGroup
 	for range streams {

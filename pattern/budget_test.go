@@ -36,6 +36,9 @@ func TestBudgetConfigValidate(t *testing.T) {
 		{"ratio tiny", BudgetConfig{Ratio: 1e-6}, "Ratio"},
 		{"min per second negative", BudgetConfig{MinPerSecond: -1}, "MinPerSecond"},
 		{"min per second inf", BudgetConfig{MinPerSecond: math.Inf(1)}, "MinPerSecond"},
+		{"allowance negative", BudgetConfig{RetriesWithoutSuccess: -1}, "RetriesWithoutSuccess"},
+		{"allowance huge", BudgetConfig{RetriesWithoutSuccess: 10_001}, "RetriesWithoutSuccess"},
+		{"cap above the bound", BudgetConfig{MaxTokens: 2e9}, "MaxTokens"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,6 +91,63 @@ func TestBudget(t *testing.T) {
 	}
 	if got := b.Tokens(t0); got != 5 {
 		t.Fatalf("Tokens() after 100 successes = %v; want 5 (the cap)", got)
+	}
+}
+
+// TestBudgetRetriesWithoutSuccess checks the allowance: after a success the
+// target gets RetriesWithoutSuccess retries however full the bucket is, the
+// next success restores them, and MinPerSecond refills them too.
+func TestBudgetRetriesWithoutSuccess(t *testing.T) {
+	t.Parallel()
+	b := newTestBudget(t, BudgetConfig{MaxTokens: 20, RetriesWithoutSuccess: 3})
+	if got := b.Tokens(t0); got != 3 {
+		t.Fatalf("Tokens() of a new budget = %v; want 3 (the allowance, below the 20 tokens)", got)
+	}
+	granted := 0
+	for b.TryWithdraw(t0) {
+		granted++
+	}
+	if granted != 3 {
+		t.Fatalf("TryWithdraw() on a full bucket with no success granted %d; want 3", granted)
+	}
+	b.OnSuccess(t0)
+	granted = 0
+	for b.TryWithdraw(t0) {
+		granted++
+	}
+	if granted != 3 {
+		t.Fatalf("TryWithdraw() after one success granted %d; want 3 (the allowance is restored)", granted)
+	}
+	// The bucket still binds: 20 tokens − 6 spent + 1 deposited = 15 left.
+	for range 3 {
+		b.OnSuccess(t0)
+		if !b.TryWithdraw(t0) {
+			t.Fatal("TryWithdraw() right after a success = false; want true")
+		}
+	}
+	for range 15 {
+		b.OnSuccess(t0)
+		b.TryWithdraw(t0)
+		b.TryWithdraw(t0)
+	}
+	if got := b.Tokens(t0); got != 0 {
+		t.Fatalf("Tokens() after spending 2 per deposit of 1 = %v; want 0 (the bucket is empty)", got)
+	}
+	b.OnSuccess(t0)
+	if got := b.Tokens(t0); got != 1 {
+		t.Fatalf("Tokens() after one more success = %v; want 1 (the bucket, below the allowance)", got)
+	}
+
+	r := newTestBudget(t, BudgetConfig{MaxTokens: 20, RetriesWithoutSuccess: 2, MinPerSecond: 1})
+	now := t0
+	for r.TryWithdraw(now) {
+	}
+	now = now.Add(time.Second)
+	if !r.TryWithdraw(now) {
+		t.Fatal("TryWithdraw(+1s) with MinPerSecond 1 = false; want true: the refill pays the allowance too")
+	}
+	if r.TryWithdraw(now) {
+		t.Fatal("TryWithdraw() twice in the same second = true; want false")
 	}
 }
 
@@ -179,6 +239,18 @@ func TestBudgetSimulation(t *testing.T) {
 			t.Errorf("simulate(100%% failing) made %d attempts for %d calls; want <= 606", made, calls)
 		}
 	})
+	t.Run("total failure after a healthy period", func(t *testing.T) {
+		t.Parallel()
+		const calls = 600
+		b := newTestBudget(t, DefaultBudgetConfig())
+		rng := rand.New(rand.NewPCG(2026, 12))
+		simulate(b, rng, 10_000, 3, 0.01) // the bucket is full when the outage starts
+		_, made := simulate(b, rng, calls, 3, 1)
+		t.Logf("100%% failing after healthy traffic: %d attempts for %d calls (%.3f×)", made, calls, float64(made)/calls)
+		if made > 606 {
+			t.Errorf("simulate(100%% failing after healthy) made %d attempts for %d calls; want <= 606", made, calls)
+		}
+	})
 }
 
 // TestBudgetConcurrentSafe withdraws from many goroutines; run it with
@@ -187,7 +259,7 @@ func TestBudgetConcurrentSafe(t *testing.T) {
 	t.Parallel()
 	t.Run("withdraw only", func(t *testing.T) {
 		t.Parallel()
-		b := newTestBudget(t, BudgetConfig{MaxTokens: 100})
+		b := newTestBudget(t, BudgetConfig{MaxTokens: 100, RetriesWithoutSuccess: 1000})
 		var got atomic.Int64
 		var wg sync.WaitGroup
 		for range 16 {

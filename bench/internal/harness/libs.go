@@ -95,7 +95,7 @@ func Libs() []Lib {
 			New: func(Settings) (*Client, error) {
 				return &Client{DialOptions: []grpc.DialOption{grpc.WithDisableRetry()}}, nil
 			}},
-		{ID: "rebound-budget", Desc: "rebound: RecoveryPolicy{retry: 3 attempts, 50 ms..1 s full jitter, allow_non_idempotent; no_pattern: {}}, default retry budget (1 token per success, 5 tokens)", Interceptor: true, Scenario: true,
+		{ID: "rebound-budget", Desc: "rebound: RecoveryPolicy{retry: 3 attempts, 50 ms..1 s full jitter, allow_non_idempotent; no_pattern: {}}, default retry budget (1 token per success, 20 tokens, 5 retries after the last success)", Interceptor: true, Scenario: true,
 			New: func(s Settings) (*Client, error) { return newRebound(s, false) }},
 		{ID: "rebound-breaker", Desc: "rebound: same retry and budget + the default exponential_backoff pattern (10 consecutive failures or 50 % of ≥20 calls, open 1 s ×2 up to 30 s, 2 probes to close)", Interceptor: true, Scenario: true,
 			New: func(s Settings) (*Client, error) { return newRebound(s, true) }},
