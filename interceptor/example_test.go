@@ -83,3 +83,37 @@ func ExampleServedBy() {
 	fmt.Println(reply.GetValue(), err, served, served.Degraded())
 	// Output: price unavailable <nil> function true
 }
+
+// WithStateChange reports every transition of a recovery pattern, here the
+// breaker opening after two failed calls; the third call is refused without
+// reaching the server.
+func ExampleWithStateChange() {
+	suite, err := interceptor.New(
+		interceptor.WithFiles(nil),
+		interceptor.WithPolicy("/demo.v1.Prices/Get", &reboundv1.RecoveryPolicy{
+			Retry: &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
+			Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
+				Trip: &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(2)}, OpenDelayMs: proto.Uint32(10_000),
+			}},
+		}),
+		interceptor.WithStateChange(func(c interceptor.StateChange) {
+			fmt.Printf("%s: %v → %v\n", c.Method, c.From, c.To)
+		}),
+	)
+	if err != nil {
+		panic(err)
+	}
+	defer suite.Close()
+	reached := 0
+	down := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+		reached++
+		return status.Error(codes.Unavailable, "down")
+	}
+	for range 3 {
+		err = suite.UnaryClientInterceptor()(context.Background(), "/demo.v1.Prices/Get", &wrapperspb.StringValue{}, &wrapperspb.StringValue{}, nil, down)
+	}
+	fmt.Println("calls that reached the server:", reached, "last error:", status.Code(err))
+	// Output:
+	// /demo.v1.Prices/Get: closed → open
+	// calls that reached the server: 2 last error: Unavailable
+}

@@ -91,7 +91,7 @@ func (s *Suite) alternatePattern(m *policy.Method, name, alt string) pattern.Pat
 	if m.FullMethod != "" {
 		metricName = spanName(m.FullMethod)
 	}
-	cfg.OnStateChange = s.transitionHook(name, metricName, "alternate:"+alt, zap.String("alternate", alt))
+	cfg.OnStateChange = s.transitionHook(name, metricName, "alternate:"+alt, alt)
 	p, err := pattern.NewExponentialBackoff(cfg)
 	if err != nil {
 		return nil // settings were validated by New; unreachable

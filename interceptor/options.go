@@ -31,18 +31,19 @@ func (f optionFunc) apply(c *config) { f(c) }
 type FallbackFunc = fallback.Func
 
 type config struct {
-	files       *protoregistry.Files
-	defaults    *reboundv1.RecoveryPolicy
-	overrides   map[string]*reboundv1.RecoveryPolicy
-	alternates  map[string]grpc.ClientConnInterface
-	funcs       map[string]FallbackFunc
-	cache       fallback.Cache
-	budget      pattern.BudgetConfig
-	tp          trace.TracerProvider
-	mp          metric.MeterProvider
-	replayBytes int
-	logger      *zap.Logger
-	errs        []error
+	files         *protoregistry.Files
+	defaults      *reboundv1.RecoveryPolicy
+	overrides     map[string]*reboundv1.RecoveryPolicy
+	alternates    map[string]grpc.ClientConnInterface
+	funcs         map[string]FallbackFunc
+	cache         fallback.Cache
+	budget        pattern.BudgetConfig
+	tp            trace.TracerProvider
+	mp            metric.MeterProvider
+	replayBytes   int
+	logger        *zap.Logger
+	onStateChange func(StateChange)
+	errs          []error
 }
 
 func newConfig(opts []Option) *config {
@@ -184,6 +185,16 @@ func WithReplayBuffer(bytes int) Option {
 		}
 		c.replayBytes = bytes
 	})
+}
+
+// WithStateChange calls fn after every state transition of every pattern
+// the Suite holds, the primary's and the alternates' breakers alike — for
+// dashboards, alerts or a demo's timeline. fn runs on the goroutine of the
+// call that caused the transition, after the pattern released its lock: it
+// may call [Suite.Patterns], but must be quick and must not block. Nil
+// calls nothing.
+func WithStateChange(fn func(StateChange)) Option {
+	return optionFunc(func(c *config) { c.onStateChange = fn })
 }
 
 // WithLogger logs configuration at New, pattern state transitions and budget

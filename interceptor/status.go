@@ -24,6 +24,24 @@ type PatternStatus struct {
 	Admitted float64
 }
 
+// StateChange is one state transition of a recovery pattern instance, as
+// passed to the function of [WithStateChange].
+type StateChange struct {
+	// Method is the full method guarded, the service when pattern_scope is
+	// SERVICE, or "other" (as in [PatternStatus]).
+	Method string
+	// Target is the connection's target, or "alternate:NAME" for the
+	// breaker that guards an alternate target of Method.
+	Target string
+	// Alternate is the alternate's name (as given to [WithAlternate]) when
+	// the pattern guards an alternate target; empty for the primary.
+	Alternate string
+	// From and To are the states before and after the transition.
+	From, To pattern.State
+	// At is the pattern's clock at the transition.
+	At time.Time
+}
+
 // Patterns returns the status of every pattern instance the Suite holds,
 // sorted by method and target. It is meant for dashboards and demos, not for
 // the call path: it allocates.

@@ -483,20 +483,30 @@ func (s *Suite) newPattern(h *patternHolder, target string) pattern.Pattern {
 // stateLogger returns the OnStateChange hook of (h, target): a metric and a
 // log line per transition.
 func (s *Suite) stateLogger(h *patternHolder, target string) func(from, to pattern.State, now time.Time) {
-	return s.transitionHook(h.name, h.metricName, target)
+	return s.transitionHook(h.name, h.metricName, target, "")
 }
 
 // transitionHook returns an OnStateChange hook that counts the transition
-// (rebound.pattern.transitions) and logs it with the method, target and extra.
-func (s *Suite) transitionHook(name, metricName, target string, extra ...zap.Field) func(from, to pattern.State, now time.Time) {
+// (rebound.pattern.transitions), logs it with the method, target and
+// alternate (empty for the primary), and passes it to WithStateChange's
+// function.
+func (s *Suite) transitionHook(name, metricName, target, alt string) func(from, to pattern.State, now time.Time) {
 	log := s.cfg.logger
-	return func(from, to pattern.State, _ time.Time) {
+	notify := s.cfg.onStateChange
+	return func(from, to pattern.State, now time.Time) {
 		s.onTransition(metricName, target, from, to)
-		log.Info("rebound pattern state change", append([]zap.Field{
+		fields := []zap.Field{
 			zap.String("method", name),
 			zap.String("target", target),
 			zap.Stringer("from", from),
-			zap.Stringer("to", to)}, extra...)...)
+			zap.Stringer("to", to)}
+		if alt != "" {
+			fields = append(fields, zap.String("alternate", alt))
+		}
+		log.Info("rebound pattern state change", fields...)
+		if notify != nil {
+			notify(StateChange{Method: name, Target: target, Alternate: alt, From: from, To: to, At: now})
+		}
 	}
 }
 

@@ -200,7 +200,8 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	opts := []interceptor.Option{
 		interceptor.WithAlternate("replica", replicaConn),
 		interceptor.WithCache(fallback.NewMemoryCache(16 << 20)),
-		interceptor.WithLogger(newLogger(rec, cfg.Log)),
+		interceptor.WithLogger(newLogger(cfg.Log)),
+		interceptor.WithStateChange(onStateChange(rec)),
 	}
 	if override != nil {
 		opts = append(opts, interceptor.WithPolicy(getItem, override))
@@ -348,46 +349,23 @@ func call(ctx context.Context, timeout time.Duration, rec *recorder, client cata
 	rec.done(m, o, lat, err == nil && resp.GetItem() == nil)
 }
 
-// stateChangeMsg is the message rebound logs when a pattern changes state.
-const stateChangeMsg = "rebound pattern state change"
-
-// newLogger returns the Suite's logger: it feeds the primary's pattern
-// transitions to rec and, when w is not nil, writes every line to w.
-func newLogger(rec *recorder, w io.Writer) *zap.Logger {
-	var core zapcore.Core = &transitionCore{rec: rec}
-	if w != nil {
-		enc := zap.NewDevelopmentEncoderConfig()
-		enc.TimeKey = ""
-		core = zapcore.NewTee(core, zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), zapcore.DebugLevel))
+// newLogger returns the Suite's logger: every line to w, or nothing when w
+// is nil.
+func newLogger(w io.Writer) *zap.Logger {
+	if w == nil {
+		return zap.NewNop()
 	}
-	return zap.New(core)
+	enc := zap.NewDevelopmentEncoderConfig()
+	enc.TimeKey = ""
+	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), zapcore.DebugLevel))
 }
 
-// transitionCore is a zap core that reads the primary's pattern state
-// changes out of rebound's log (the Suite has no other way to tell them).
-type transitionCore struct{ rec *recorder }
-
-func (c *transitionCore) Enabled(zapcore.Level) bool        { return true }
-func (c *transitionCore) With([]zapcore.Field) zapcore.Core { return c }
-func (c *transitionCore) Sync() error                       { return nil }
-
-func (c *transitionCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if e.Message == stateChangeMsg {
-		return ce.AddCore(e, c)
+// onStateChange feeds the primary's pattern transitions for GetItem to rec
+// (the replica's own breaker and other methods are left out).
+func onStateChange(rec *recorder) func(interceptor.StateChange) {
+	return func(c interceptor.StateChange) {
+		if c.Alternate == "" && c.Method == getItem {
+			rec.transition(c.From.String(), c.To.String())
+		}
 	}
-	return ce
-}
-
-func (c *transitionCore) Write(_ zapcore.Entry, fields []zapcore.Field) error {
-	enc := zapcore.NewMapObjectEncoder()
-	for _, f := range fields {
-		f.AddTo(enc)
-	}
-	if _, alt := enc.Fields["alternate"]; alt || enc.Fields["method"] != getItem {
-		return nil // the replica's own breaker, or another method
-	}
-	from, _ := enc.Fields["from"].(string)
-	to, _ := enc.Fields["to"].(string)
-	c.rec.transition(from, to)
-	return nil
 }
