@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -363,36 +364,44 @@ func (c *countingCache) Set(ctx context.Context, key string, e fallback.Entry) e
 
 // TestCacheWritesOnlyChangedReplies: a reply equal to the one last stored is
 // not written again until half the step's max staleness has passed; a
-// changed reply is written at once.
+// changed reply is written at once. Time is synctest's, so a stalled machine
+// cannot push the calls past the refresh.
 func TestCacheWritesOnlyChangedReplies(t *testing.T) {
 	t.Parallel()
-	cache := &countingCache{Cache: fallback.NewMemoryCache(1 << 20)}
-	s := newSuite(t, interceptor.WithCache(cache), withChain(cacheStep(200))) // refresh after 100 ms
-	ic := s.UnaryClientInterceptor()
-	answer := "v1"
-	invoker := func(_ context.Context, _ string, _, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
-		reply.(*testpb.EchoResponse).Message = answer
-		return nil
-	}
-	call := func() {
-		if err := ic(context.Background(), echoMethod, &testpb.EchoRequest{Message: "k"}, &testpb.EchoResponse{}, nil, invoker); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		cache := &countingCache{Cache: fallback.NewMemoryCache(1 << 20)}
+		s := newSuite(t, interceptor.WithCache(cache), withChain(cacheStep(200))) // refresh after 100 ms
+		ic := s.UnaryClientInterceptor()
+		answer := "v1"
+		invoker := func(_ context.Context, _ string, _, reply any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
+			reply.(*testpb.EchoResponse).Message = answer
+			return nil
 		}
-	}
-	wait := func(want int64) {
-		t.Helper()
-		if !waitFor(2*time.Second, func() bool { return cache.sets.Load() >= want }) || cache.sets.Load() != want {
-			t.Fatalf("cache writes = %d; want %d", cache.sets.Load(), want)
+		call := func() {
+			if err := ic(context.Background(), echoMethod, &testpb.EchoRequest{Message: "k"}, &testpb.EchoResponse{}, nil, invoker); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait() // the write, if any, has happened
 		}
-	}
-	for range 20 {
+		want := func(n int64, why string) {
+			t.Helper()
+			if got := cache.sets.Load(); got != n {
+				t.Fatalf("cache writes = %d; want %d (%s)", got, n, why)
+			}
+		}
+		for range 20 {
+			call()
+			time.Sleep(time.Millisecond)
+		}
+		want(1, "the same reply 20 times within 20 ms: one write")
+		answer = "v2"
 		call()
-	}
-	wait(1) // the same reply 20 times: one write
-	answer = "v2"
-	call()
-	wait(2) // a changed reply: written at once
-	time.Sleep(120 * time.Millisecond)
-	call()
-	wait(3) // unchanged, but past the refresh: written again, so the entry stays fresh
+		want(2, "a changed reply: written at once")
+		time.Sleep(90 * time.Millisecond)
+		call()
+		want(2, "unchanged, 90 ms after its write: not written")
+		time.Sleep(20 * time.Millisecond)
+		call()
+		want(3, "unchanged, but past the refresh: written again, so the entry stays fresh")
+	})
 }
