@@ -149,12 +149,26 @@ func TestKeyAllocs(t *testing.T) {
 	scope := []string{"tenant-a", "Bearer abcdef"}
 	dst := make([]byte, 0, 128)
 	AppendKey(dst, "/pkg.Svc/Get", req, scope) // warm the pool
-	if n := testing.AllocsPerRun(100, func() { dst = AppendKey(dst[:0], "/pkg.Svc/Get", req, scope) }); n != 0 {
+	if n := minAllocs(func() { dst = AppendKey(dst[:0], "/pkg.Svc/Get", req, scope) }); n != 0 {
 		t.Errorf("AppendKey allocs/op = %v; want 0", n)
 	}
-	if n := testing.AllocsPerRun(100, func() { _ = Key("/pkg.Svc/Get", req, scope) }); n != 1 {
+	if n := minAllocs(func() { _ = Key("/pkg.Svc/Get", req, scope) }); n != 1 {
 		t.Errorf("Key allocs/op = %v; want 1", n)
 	}
+}
+
+// minAllocs is the least of 5 testing.AllocsPerRun(100, f) measurements.
+// The hasher comes from a sync.Pool, and under the race detector a Put is
+// dropped at random one time in four; a GC empties the pool too. An
+// unlucky measurement then counts a new hasher (about 3 allocations) for
+// more than a third of its runs. The minimum of 5 is what f costs with a
+// warm pool.
+func minAllocs(f func()) float64 {
+	least := testing.AllocsPerRun(100, f)
+	for range 4 {
+		least = min(least, testing.AllocsPerRun(100, f))
+	}
+	return least
 }
 
 func TestKeyConcurrentSafe(t *testing.T) {
