@@ -258,7 +258,7 @@ func main() {
 	p("Latencies cover every call, failed ones included.\n\n")
 	scens := []struct{ key, title, aName, bName string }{
 		{"outage", "(a) Outage: every attempt UNAVAILABLE, 1 s call deadline", "first 1 s", "after 1 s (steady)"},
-		{"heal", "(b) UNAVAILABLE, healed half way, 1 s call deadline", "before heal", "after heal"},
+		{"heal", "(b) UNAVAILABLE, healed half way + 0–1 s (a different offset each round), 1 s call deadline", "before heal", "after heal"},
 		{"random30", "(c) 30 % of attempts fail UNAVAILABLE at random, 1 s call deadline", "1st half", "2nd half"},
 		{"brownout", "(d) Brownout: half the attempts take 300 ms, 250 ms call deadline", "1st half", "2nd half"},
 	}

@@ -10,7 +10,8 @@
 // Scenarios:
 //
 //	outage    the server answers every attempt UNAVAILABLE
-//	heal      UNAVAILABLE for the first half, healthy for the second
+//	heal      UNAVAILABLE for the first half (plus a per-round offset of 0–1 s),
+//	          healthy after that
 //	random30  30 % of attempts fail UNAVAILABLE at random
 //	brownout  half the attempts take 300 ms; calls have a 250 ms deadline; every
 //	          library with the options gets a 70 ms per-attempt timeout and a
@@ -112,7 +113,7 @@ func main() {
 		firstRound = flag.Int("first-round", 0, "index of the first round (run.sh runs one round at a time, interleaved with the benchmarks)")
 		rate       = flag.Int("rate", 200, "calls per second (open loop)")
 		dur        = flag.Duration("dur", 3*time.Second, "duration of the outage, random30 and brownout runs")
-		longDur    = flag.Duration("heal-dur", 10*time.Second, "duration of the heal run (heals half way)")
+		longDur    = flag.Duration("heal-dur", 10*time.Second, "duration of the heal run (heals half way, plus a per-round offset of 0-1 s)")
 		outageWarm = flag.Duration("outage-phase", time.Second, "outage: phase B (steady state) starts after this")
 		perAttempt = flag.Duration("per-attempt-timeout", 100*time.Millisecond, "per-attempt timeout for the libraries that have one")
 		out        = flag.String("out", "", "append JSON lines here (default stdout)")
@@ -156,7 +157,7 @@ func main() {
 				if sc.perAttempt > 0 {
 					st.PerAttemptTimeout, st.InitialBackoff = sc.perAttempt, sc.initial
 				}
-				res, err := run(sc, lib, st, *rate, d, *outageWarm)
+				res, err := run(sc, lib, st, *rate, d, *outageWarm, healOffset(r))
 				if err != nil {
 					log.Fatalf("%s/%s: %v", sc.name, lib.ID, err)
 				}
@@ -175,7 +176,19 @@ func selected(list, name string) bool {
 	return list == "" || slices.Contains(strings.Split(list, ","), name)
 }
 
-func run(sc scenario, lib harness.Lib, settings harness.Settings, rate int, dur, outagePhase time.Duration) (Result, error) {
+// healOffset is how long after half its duration the heal run of round r
+// heals: the fractional parts of r × the golden ratio (0, 0.62, 0.24, 0.85,
+// 0.47 s, ...), the same for every library in a round. A breaker with a
+// fixed open delay probes at fixed phases after it opened; healing at
+// exactly half the run would put the heal at the same phase every round
+// (just before a probe, for a 1 s delay), and its recovery time would
+// measure that coincidence rather than the breaker.
+func healOffset(round int) time.Duration {
+	_, frac := math.Modf(float64(round) * 0.6180339887)
+	return time.Duration(frac * float64(time.Second))
+}
+
+func run(sc scenario, lib harness.Lib, settings harness.Settings, rate int, dur, outagePhase, healOffset time.Duration) (Result, error) {
 	srv, err := harness.StartTCP()
 	if err != nil {
 		return Result{}, err
@@ -207,6 +220,7 @@ func run(sc scenario, lib harness.Lib, settings harness.Settings, rate int, dur,
 	srv.TrackCalls(n)
 	srv.SetBehavior(sc.behavior)
 	calls := make([]call, n)
+	healIndex := n/2 + int(healOffset/interval)
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -218,7 +232,7 @@ func run(sc scenario, lib harness.Lib, settings harness.Settings, rate int, dur,
 		at := begin.Add(time.Duration(i) * interval)
 		time.Sleep(time.Until(at))
 		lag = max(lag, time.Since(at))
-		if sc.heal && i == n/2 {
+		if sc.heal && i == healIndex {
 			srv.SetBehavior(harness.OK)
 			healAt = time.Now()
 		}
