@@ -3,8 +3,9 @@
 // much traffic a recovering target may take. It also owns the retry
 // [Budget] that keeps retries from multiplying an outage.
 //
-// The interceptor (package interceptor) keeps one [Pattern] and one [Budget]
-// per target and method and composes them around every call as
+// The interceptor (package interceptor) keeps one [Pattern] per method (or
+// service) and target, and one [Budget] per target shared by all its
+// methods, and composes them around every call as
 //
 //	Fallback(Retry(Pattern(call)))
 //
@@ -13,7 +14,8 @@
 // to the fallback chain. Each admitted attempt reports exactly one [Outcome]
 // to [Pattern.HandleSuccess] or [Pattern.HandleFailure]. A retry (or hedge)
 // after the first attempt also needs a token from [Budget.TryWithdraw]; each
-// successful attempt pays into it with [Budget.OnSuccess].
+// successful attempt pays into it with [Budget.OnSuccess], which also
+// restores the few retries a target may take after its last success.
 //
 // Three patterns are here:
 //
