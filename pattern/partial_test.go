@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -726,44 +727,56 @@ func TestPartialRecoveryConcurrentSafe(t *testing.T) {
 		c.MaxInFlight = 5
 		c.OnStateChange = func(from, to State, _ time.Time) { transitions.Store([2]State{from, to}, true) }
 	})
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 9))
-			now := t0
-			for i := range 5000 {
-				now = now.Add(time.Duration(rng.IntN(1000)) * time.Microsecond)
-				if g == 0 && i%500 == 0 {
-					pr.SetHealth(now, i%1000 != 0)
-				}
-				d := pr.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
-				if !d.Allow {
-					if d.RetryAfter <= 0 {
-						t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", d)
-					}
-					continue
-				}
-				o := Outcome{Probe: d.Probe, Latency: time.Duration(rng.IntN(500)) * time.Microsecond}
-				switch r := rng.Float64(); {
-				case r < 0.15:
-					o.Code = codes.Unavailable
-				case r < 0.2:
-					o.Code = codes.Canceled
-				}
-				reportP(pr, now.Add(o.Latency), o)
-				_ = pr.State()
-				_ = pr.Snapshot(now)
+	// All goroutines share one clock so the pattern sees coherent time.
+	// Whether one interleaving passes through every transition is up to the
+	// scheduler, so rounds repeat, bounded, until all four were seen.
+	var clock atomic.Int64
+	exercised := func() bool {
+		for _, tr := range [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}, {Recovering, Open}} {
+			if _, ok := transitions.Load(tr); !ok {
+				return false
 			}
-		})
-	}
-	wg.Wait()
-	if s := pr.Snapshot(t0.Add(time.Hour)); s.InFlight != 0 {
-		t.Errorf("Snapshot() after the run = %+v; want nothing in flight", s)
-	}
-	for _, tr := range [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}, {Recovering, Open}} {
-		if _, ok := transitions.Load(tr); !ok {
-			t.Errorf("transition %v→%v never happened; want every transition exercised", tr[0], tr[1])
 		}
+		return true
+	}
+	const maxRounds = 20
+	for round := 0; round < maxRounds && !exercised(); round++ {
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(g), uint64(round)))
+				for i := range 2000 {
+					now := t0.Add(time.Duration(clock.Add(int64(rng.IntN(250)) * int64(time.Microsecond))))
+					if g == 0 && i%200 == 0 {
+						pr.SetHealth(now, i%400 != 0)
+					}
+					d := pr.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
+					if !d.Allow {
+						if d.RetryAfter <= 0 {
+							t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", d)
+						}
+						continue
+					}
+					o := Outcome{Probe: d.Probe, Latency: time.Duration(rng.IntN(500)) * time.Microsecond}
+					switch r := rng.Float64(); {
+					case r < 0.15:
+						o.Code = codes.Unavailable
+					case r < 0.2:
+						o.Code = codes.Canceled
+					}
+					reportP(pr, now.Add(o.Latency), o)
+					_ = pr.State()
+					_ = pr.Snapshot(now)
+				}
+			})
+		}
+		wg.Wait()
+		if s := pr.Snapshot(t0.Add(time.Duration(clock.Load()) + time.Hour)); s.InFlight != 0 {
+			t.Errorf("Snapshot() after round %d = %+v; want nothing in flight", round, s)
+		}
+	}
+	if !exercised() {
+		t.Errorf("after %d rounds of 8×2000 calls not every transition (closed→open, open→recovering, recovering→closed, recovering→open) happened", maxRounds)
 	}
 	transitions.Range(func(k, _ any) bool {
 		switch tr := k.([2]State); tr {
