@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -618,7 +617,7 @@ func TestClosedHealthyTakesNoLock(t *testing.T) {
 func TestExponentialBackoffConcurrentSafe(t *testing.T) {
 	t.Parallel()
 	for _, d := range []time.Duration{0, time.Second} {
-		var transitions sync.Map
+		var ts transitionSet
 		b, _ := newTestBreaker(t, func(c *ExponentialBackoffConfig) {
 			c.WindowDuration = d
 			c.FailureRateThreshold = 0.5
@@ -627,66 +626,33 @@ func TestExponentialBackoffConcurrentSafe(t *testing.T) {
 			c.MaxProbes = 3
 			c.OpenDelay = 10 * time.Millisecond
 			c.Jitter = 0.2
-			c.OnStateChange = func(from, to State, _ time.Time) { transitions.Store([2]State{from, to}, true) }
+			c.OnStateChange = ts.record
 		})
-		// All goroutines share one clock so the breaker sees coherent time.
-		// Whether a given interleaving passes through every state is up to
-		// the scheduler (a recovery needs three probes in a row to succeed),
-		// so rounds repeat, bounded, until all three transitions were seen.
-		var clock atomic.Int64
-		exercised := func() bool {
-			for _, tr := range [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}} {
-				if _, ok := transitions.Load(tr); !ok {
-					return false
-				}
-			}
-			return true
-		}
-		const maxRounds = 20
-		for round := 0; round < maxRounds && !exercised(); round++ {
-			var wg sync.WaitGroup
-			for g := range 8 {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(g), uint64(round)))
-					for range 2000 {
-						now := t0.Add(time.Duration(clock.Add(int64(rng.IntN(250)) * int64(time.Microsecond))))
-						dec := b.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
-						if !dec.Allow {
-							if dec.RetryAfter <= 0 {
-								t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", dec)
-							}
-							continue
-						}
-						o := Outcome{Probe: dec.Probe, Latency: time.Duration(rng.IntN(1000)) * time.Microsecond}
-						switch r := rng.Float64(); {
-						case r < 0.3:
-							o.Code = codes.Unavailable
-						case r < 0.35:
-							o.Code = codes.Canceled
-						}
-						report(b, now.Add(o.Latency), o)
-						_ = b.State()
+		driveConcurrently(t, &ts, [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}},
+			func(_, _ int, rng *rand.Rand, now time.Time) {
+				dec := b.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
+				if !dec.Allow {
+					if dec.RetryAfter <= 0 {
+						t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", dec)
 					}
-				})
-			}
-			wg.Wait()
-			s := b.Snapshot(t0.Add(time.Duration(clock.Load()) + time.Hour))
-			if s.ProbesInFlight != 0 || s.ConsecutiveFailures < 0 {
-				t.Errorf("Snapshot() after round %d = %+v; want no probes in flight", round, s)
-			}
-		}
-		if !exercised() {
-			t.Errorf("WindowDuration %v: after %d rounds of 8×2000 calls not every transition (closed→open→recovering→closed) happened", d, maxRounds)
-		}
-		transitions.Range(func(k, _ any) bool {
-			tr := k.([2]State)
-			switch tr {
-			case [2]State{Closed, Open}, [2]State{Open, Recovering}, [2]State{Recovering, Closed}, [2]State{Recovering, Open}:
-			default:
-				t.Errorf("transition %v→%v; want only valid transitions", tr[0], tr[1])
-			}
-			return true
-		})
+					return
+				}
+				o := Outcome{Probe: dec.Probe, Latency: time.Duration(rng.IntN(1000)) * time.Microsecond}
+				switch r := rng.Float64(); {
+				case r < 0.3:
+					o.Code = codes.Unavailable
+				case r < 0.35:
+					o.Code = codes.Canceled
+				}
+				report(b, now.Add(o.Latency), o)
+				_ = b.State()
+			},
+			func(round int, later time.Time) {
+				if s := b.Snapshot(later); s.ProbesInFlight != 0 || s.ConsecutiveFailures < 0 {
+					t.Errorf("WindowDuration %v: Snapshot() after round %d = %+v; want no probes in flight", d, round, s)
+				}
+			})
+		ts.checkOnly(t, [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}, {Recovering, Open}})
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -718,74 +716,45 @@ func TestPartialRecoveryClosedTakesNoLock(t *testing.T) {
 // with random outcomes, priorities and health flips; run it with -race.
 func TestPartialRecoveryConcurrentSafe(t *testing.T) {
 	t.Parallel()
-	var transitions sync.Map
+	var ts transitionSet
 	pr, _ := newTestPartial(t, func(c *PartialRecoveryConfig) {
 		c.Breaker.OpenDelay = 10 * time.Millisecond
 		c.Breaker.MaxOpenDelay = 40 * time.Millisecond
 		c.Breaker.Jitter = 0.2
 		c.StepWindow = 20 * time.Millisecond
 		c.MaxInFlight = 5
-		c.OnStateChange = func(from, to State, _ time.Time) { transitions.Store([2]State{from, to}, true) }
+		c.OnStateChange = ts.record
 	})
-	// All goroutines share one clock so the pattern sees coherent time.
-	// Whether one interleaving passes through every transition is up to the
-	// scheduler, so rounds repeat, bounded, until all four were seen.
-	var clock atomic.Int64
-	exercised := func() bool {
-		for _, tr := range [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}, {Recovering, Open}} {
-			if _, ok := transitions.Load(tr); !ok {
-				return false
+	all := [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}, {Recovering, Open}}
+	driveConcurrently(t, &ts, all,
+		func(g, i int, rng *rand.Rand, now time.Time) {
+			if g == 0 && i%200 == 0 {
+				pr.SetHealth(now, i%400 != 0)
 			}
-		}
-		return true
-	}
-	const maxRounds = 20
-	for round := 0; round < maxRounds && !exercised(); round++ {
-		var wg sync.WaitGroup
-		for g := range 8 {
-			wg.Go(func() {
-				rng := rand.New(rand.NewPCG(uint64(g), uint64(round)))
-				for i := range 2000 {
-					now := t0.Add(time.Duration(clock.Add(int64(rng.IntN(250)) * int64(time.Microsecond))))
-					if g == 0 && i%200 == 0 {
-						pr.SetHealth(now, i%400 != 0)
-					}
-					d := pr.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
-					if !d.Allow {
-						if d.RetryAfter <= 0 {
-							t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", d)
-						}
-						continue
-					}
-					o := Outcome{Probe: d.Probe, Latency: time.Duration(rng.IntN(500)) * time.Microsecond}
-					switch r := rng.Float64(); {
-					case r < 0.15:
-						o.Code = codes.Unavailable
-					case r < 0.2:
-						o.Code = codes.Canceled
-					}
-					reportP(pr, now.Add(o.Latency), o)
-					_ = pr.State()
-					_ = pr.Snapshot(now)
+			d := pr.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
+			if !d.Allow {
+				if d.RetryAfter <= 0 {
+					t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", d)
 				}
-			})
-		}
-		wg.Wait()
-		if s := pr.Snapshot(t0.Add(time.Duration(clock.Load()) + time.Hour)); s.InFlight != 0 {
-			t.Errorf("Snapshot() after round %d = %+v; want nothing in flight", round, s)
-		}
-	}
-	if !exercised() {
-		t.Errorf("after %d rounds of 8×2000 calls not every transition (closed→open, open→recovering, recovering→closed, recovering→open) happened", maxRounds)
-	}
-	transitions.Range(func(k, _ any) bool {
-		switch tr := k.([2]State); tr {
-		case [2]State{Closed, Open}, [2]State{Open, Recovering}, [2]State{Recovering, Closed}, [2]State{Recovering, Open}:
-		default:
-			t.Errorf("transition %v→%v; want only valid transitions", tr[0], tr[1])
-		}
-		return true
-	})
+				return
+			}
+			o := Outcome{Probe: d.Probe, Latency: time.Duration(rng.IntN(500)) * time.Microsecond}
+			switch r := rng.Float64(); {
+			case r < 0.15:
+				o.Code = codes.Unavailable
+			case r < 0.2:
+				o.Code = codes.Canceled
+			}
+			reportP(pr, now.Add(o.Latency), o)
+			_ = pr.State()
+			_ = pr.Snapshot(now)
+		},
+		func(round int, later time.Time) {
+			if s := pr.Snapshot(later); s.InFlight != 0 {
+				t.Errorf("Snapshot() after round %d = %+v; want nothing in flight", round, s)
+			}
+		})
+	ts.checkOnly(t, all)
 }
 
 func TestPartialRecoveryZeroNowReadsTheClock(t *testing.T) {
