@@ -42,6 +42,14 @@ func alternateStep(name string) *reboundv1.FallbackStep {
 	return &reboundv1.FallbackStep{Step: &reboundv1.FallbackStep_Alternate{Alternate: &reboundv1.AlternateStep{Name: name}}}
 }
 
+// stickyBreaker is an exponential_backoff pattern that opens after n
+// consecutive failures and stays open for a minute: longer than any test.
+func stickyBreaker(n uint32) *reboundv1.RecoveryPolicy_ExponentialBackoff {
+	return &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
+		Trip: &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(n)}, OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
+	}}
+}
+
 func cacheStep(staleMs uint32, keys ...string) *reboundv1.FallbackStep {
 	return &reboundv1.FallbackStep{Step: &reboundv1.FallbackStep_Cache{Cache: &reboundv1.CacheStep{MaxStalenessMs: staleMs, KeyMetadata: keys}}}
 }
@@ -91,10 +99,8 @@ func TestFallbackAlternateHasItsOwnBreaker(t *testing.T) {
 	primary := testserver.Start(t, "primary", testserver.Fail(codes.Unavailable))
 	replica := testserver.Start(t, "replica", testserver.Fail(codes.Unavailable))
 	pol := &reboundv1.RecoveryPolicy{
-		Retry: &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
-		Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
-			Trip: &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(3)}, OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
-		}},
+		Retry:    &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
+		Pattern:  stickyBreaker(3),
 		Fallback: &reboundv1.Fallback{Steps: []*reboundv1.FallbackStep{alternateStep("replica")}},
 	}
 	s := newSuite(t, interceptor.WithAlternate("replica", plainConn(t, replica.Addr)), interceptor.WithPolicy(echoMethod, pol))
@@ -297,10 +303,8 @@ func TestShortCircuitGoesToFallbackAtOnce(t *testing.T) {
 	t.Parallel()
 	primary := testserver.Start(t, "primary", testserver.Fail(codes.Unavailable))
 	pol := &reboundv1.RecoveryPolicy{
-		Retry: &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
-		Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
-			Trip: &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(2)}, OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
-		}},
+		Retry:    &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
+		Pattern:  stickyBreaker(2),
 		Fallback: &reboundv1.Fallback{Steps: []*reboundv1.FallbackStep{staticStep(`message: "static"`)}},
 	}
 	cc := dial(t, primary.Addr, newSuite(t, interceptor.WithPolicy(echoMethod, pol)))

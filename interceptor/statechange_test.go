@@ -22,10 +22,8 @@ func TestWithStateChange(t *testing.T) {
 	primary := testserver.Start(t, "primary", testserver.Fail(codes.Unavailable))
 	replica := testserver.Start(t, "replica", testserver.Fail(codes.Unavailable))
 	pol := &reboundv1.RecoveryPolicy{
-		Retry: &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
-		Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
-			Trip: &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(2)}, OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
-		}},
+		Retry:    &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
+		Pattern:  stickyBreaker(2),
 		Fallback: &reboundv1.Fallback{Steps: []*reboundv1.FallbackStep{alternateStep("replica")}},
 	}
 	var (

@@ -393,10 +393,8 @@ func TestStreamAlternate(t *testing.T) {
 func TestStreamShortCircuit(t *testing.T) {
 	t.Parallel()
 	open := &reboundv1.RecoveryPolicy{
-		Retry: &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
-		Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
-			Trip: &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(1)}, OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
-		}},
+		Retry:   &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
+		Pattern: stickyBreaker(1),
 	}
 	for _, withAlt := range []bool{false, true} {
 		for _, k := range streamKinds {

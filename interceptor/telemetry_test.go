@@ -204,10 +204,8 @@ func TestTelemetryShortCircuitAnsweredByCache(t *testing.T) {
 	h := newTelemetryHarness(t)
 	srv := testserver.Start(t, "primary", testserver.OK)
 	pol := &reboundv1.RecoveryPolicy{
-		Retry: &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
-		Pattern: &reboundv1.RecoveryPolicy_ExponentialBackoff{ExponentialBackoff: &reboundv1.ExponentialBackoff{
-			Trip: &reboundv1.Trip{ConsecutiveFailures: proto.Uint32(2)}, OpenDelayMs: proto.Uint32(60_000), MaxOpenDelayMs: proto.Uint32(60_000),
-		}},
+		Retry:    &reboundv1.Retry{MaxAttempts: proto.Uint32(1)},
+		Pattern:  stickyBreaker(2),
 		Fallback: &reboundv1.Fallback{Steps: []*reboundv1.FallbackStep{cacheStep(60_000)}},
 	}
 	cc := dial(t, srv.Addr, newSuite(t, append(h.options(), interceptor.WithPolicy(echoMethod, pol))...))

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 // transitionSet records the distinct transitions a pattern reports to its
@@ -67,4 +69,31 @@ func driveConcurrently(t *testing.T, ts *transitionSet, want [][2]State, call fu
 	if !ts.has(want) {
 		t.Errorf("after %d rounds of %d×%d calls not every transition of %v happened", maxRounds, goroutines, calls, want)
 	}
+}
+
+// randomCall makes one call through p at now: it asks for admission (a
+// refusal must carry a RetryAfter) and, when admitted, reports an outcome
+// that is UNAVAILABLE with probability fail, CANCELLED with probability
+// cancel, and OK otherwise, with a latency below maxLatency.
+func randomCall(t *testing.T, p Pattern, rng *rand.Rand, now time.Time, fail, cancel float64, maxLatency time.Duration) {
+	d := p.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
+	if !d.Allow {
+		if d.RetryAfter <= 0 {
+			t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", d)
+		}
+		return
+	}
+	o := Outcome{Probe: d.Probe, Latency: time.Duration(rng.Int64N(int64(maxLatency)))}
+	switch r := rng.Float64(); {
+	case r < fail:
+		o.Code = codes.Unavailable
+	case r < fail+cancel:
+		o.Code = codes.Canceled
+	}
+	if o.Code == codes.OK {
+		p.HandleSuccess(now.Add(o.Latency), o)
+	} else {
+		p.HandleFailure(now.Add(o.Latency), o)
+	}
+	_ = p.State()
 }

@@ -630,22 +630,7 @@ func TestExponentialBackoffConcurrentSafe(t *testing.T) {
 		})
 		driveConcurrently(t, &ts, [][2]State{{Closed, Open}, {Open, Recovering}, {Recovering, Closed}},
 			func(_, _ int, rng *rand.Rand, now time.Time) {
-				dec := b.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
-				if !dec.Allow {
-					if dec.RetryAfter <= 0 {
-						t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", dec)
-					}
-					return
-				}
-				o := Outcome{Probe: dec.Probe, Latency: time.Duration(rng.IntN(1000)) * time.Microsecond}
-				switch r := rng.Float64(); {
-				case r < 0.3:
-					o.Code = codes.Unavailable
-				case r < 0.35:
-					o.Code = codes.Canceled
-				}
-				report(b, now.Add(o.Latency), o)
-				_ = b.State()
+				randomCall(t, b, rng, now, 0.3, 0.05, time.Millisecond)
 			},
 			func(round int, later time.Time) {
 				if s := b.Snapshot(later); s.ProbesInFlight != 0 || s.ConsecutiveFailures < 0 {

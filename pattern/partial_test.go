@@ -731,22 +731,7 @@ func TestPartialRecoveryConcurrentSafe(t *testing.T) {
 			if g == 0 && i%200 == 0 {
 				pr.SetHealth(now, i%400 != 0)
 			}
-			d := pr.ShouldAttemptRecovery(now, Priority(rng.IntN(3)-1))
-			if !d.Allow {
-				if d.RetryAfter <= 0 {
-					t.Errorf("ShouldAttemptRecovery() = %+v; want RetryAfter > 0 when not allowed", d)
-				}
-				return
-			}
-			o := Outcome{Probe: d.Probe, Latency: time.Duration(rng.IntN(500)) * time.Microsecond}
-			switch r := rng.Float64(); {
-			case r < 0.15:
-				o.Code = codes.Unavailable
-			case r < 0.2:
-				o.Code = codes.Canceled
-			}
-			reportP(pr, now.Add(o.Latency), o)
-			_ = pr.State()
+			randomCall(t, pr, rng, now, 0.15, 0.05, 500*time.Microsecond)
 			_ = pr.Snapshot(now)
 		},
 		func(round int, later time.Time) {
