@@ -1,15 +1,11 @@
 package pattern
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"google.golang.org/grpc/codes"
 )
 
 // AdaptiveRecoveryConfig configures an [AdaptiveRecovery]. Start from
@@ -133,76 +129,57 @@ func (c AdaptiveRecoveryConfig) Validate() error {
 }
 
 func (c AdaptiveRecoveryConfig) normalize() (AdaptiveRecoveryConfig, error) {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: "AdaptiveRecoveryConfig." + field, Reason: fmt.Sprintf(format, args...)})
-	}
-	deff := func(v *float64, def float64) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	defd := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	deff(&c.K, defaultK)
+	ce := configErrors{typ: "AdaptiveRecoveryConfig"}
+	bad := ce.bad
+	orDefault(&c.K, defaultK)
 	if !(c.K >= 1 && c.K <= 10) {
 		bad("K", "%v is not in [1, 10]", c.K)
 	}
-	defd(&c.Window, defaultAdaptiveWindow)
+	orDefault(&c.Window, defaultAdaptiveWindow)
 	if c.Window < countBuckets*time.Millisecond || c.Window > time.Hour {
 		bad("Window", "%v is not in [%v, 1h]", c.Window, countBuckets*time.Millisecond)
 	}
-	deff(&c.LatencyPercentile, defaultLatencyPercentile)
+	orDefault(&c.LatencyPercentile, defaultLatencyPercentile)
 	if !(c.LatencyPercentile >= 0.5 && c.LatencyPercentile <= 1) {
 		bad("LatencyPercentile", "%v is not in [0.5, 1] (a fraction: 0.99 is p99)", c.LatencyPercentile)
 	}
-	deff(&c.LatencyFactor, defaultLatencyFactor)
+	orDefault(&c.LatencyFactor, defaultLatencyFactor)
 	if !(c.LatencyFactor > 1) || math.IsInf(c.LatencyFactor, 1) {
 		bad("LatencyFactor", "%v is not a finite number > 1", c.LatencyFactor)
 	}
-	defd(&c.AdjustInterval, defaultAdjustInterval)
+	orDefault(&c.AdjustInterval, defaultAdjustInterval)
 	if c.AdjustInterval < time.Millisecond {
 		bad("AdjustInterval", "%v is shorter than 1ms", c.AdjustInterval)
 	}
-	defd(&c.LatencyWindow, max(defaultLatencyWindow, c.AdjustInterval))
+	orDefault(&c.LatencyWindow, max(defaultLatencyWindow, c.AdjustInterval))
 	if c.AdjustInterval > 0 && (c.LatencyWindow < c.AdjustInterval || c.LatencyWindow > maxLatencyBuckets*c.AdjustInterval) {
 		bad("LatencyWindow", "%v is not between AdjustInterval (%v) and %d AdjustIntervals", c.LatencyWindow, c.AdjustInterval, maxLatencyBuckets)
 	}
-	defd(&c.BaselineWindow, max(defaultBaselineWindow, 2*c.AdjustInterval))
+	orDefault(&c.BaselineWindow, max(defaultBaselineWindow, 2*c.AdjustInterval))
 	if c.AdjustInterval > 0 && c.BaselineWindow < 2*c.AdjustInterval {
 		bad("BaselineWindow", "%v is shorter than 2 AdjustIntervals (%v)", c.BaselineWindow, 2*c.AdjustInterval)
 	}
-	if c.MinLatencySamples == 0 {
-		c.MinLatencySamples = defaultMinLatencySamples
-	}
+	orDefault(&c.MinLatencySamples, defaultMinLatencySamples)
 	if c.MinLatencySamples < 0 {
 		bad("MinLatencySamples", "%d is negative", c.MinLatencySamples)
 	}
 	if !(c.MaxUtilization >= 0) || math.IsInf(c.MaxUtilization, 1) {
 		bad("MaxUtilization", "%v is not 0 (disabled) or a finite number > 0", c.MaxUtilization)
 	}
-	deff(&c.MinAdmit, defaultMinAdmit)
+	orDefault(&c.MinAdmit, defaultMinAdmit)
 	if !(c.MinAdmit > 0 && c.MinAdmit <= 1) {
 		bad("MinAdmit", "%v is not in (0, 1]", c.MinAdmit)
 	}
-	deff(&c.DecreaseFactor, defaultDecreaseFactor)
+	orDefault(&c.DecreaseFactor, defaultDecreaseFactor)
 	if !(c.DecreaseFactor > 0 && c.DecreaseFactor < 1) {
 		bad("DecreaseFactor", "%v is not in (0, 1)", c.DecreaseFactor)
 	}
-	deff(&c.IncreaseStep, defaultIncreaseStep)
+	orDefault(&c.IncreaseStep, defaultIncreaseStep)
 	if !(c.IncreaseStep > 0 && c.IncreaseStep <= 1) {
 		bad("IncreaseStep", "%v is not in (0, 1]", c.IncreaseStep)
 	}
-	if c.FailureCodes == 0 {
-		c.FailureCodes = DefaultFailureCodes
-	}
-	if c.FailureCodes.Has(codes.OK) || c.FailureCodes.Has(codes.Canceled) {
-		bad("FailureCodes", "%v contains OK or Canceled", c.FailureCodes)
-	}
-	return c, errors.Join(errs...)
+	ce.failureCodes(&c.FailureCodes)
+	return c, ce.err()
 }
 
 // AdaptiveRecovery never opens: it admits each call with a probability that

@@ -1,8 +1,6 @@
 package pattern
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
@@ -68,19 +66,11 @@ func (c BudgetConfig) Validate() error {
 }
 
 func (c BudgetConfig) normalize() (BudgetConfig, error) {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: "BudgetConfig." + field, Reason: fmt.Sprintf(format, args...)})
-	}
-	if c.Ratio == 0 {
-		c.Ratio = defaultBudgetRatio
-	}
-	if c.MaxTokens == 0 {
-		c.MaxTokens = defaultBudgetMaxTokens
-	}
-	if c.RetriesWithoutSuccess == 0 {
-		c.RetriesWithoutSuccess = defaultBudgetAllowance
-	}
+	ce := configErrors{typ: "BudgetConfig"}
+	bad := ce.bad
+	orDefault(&c.Ratio, defaultBudgetRatio)
+	orDefault(&c.MaxTokens, defaultBudgetMaxTokens)
+	orDefault(&c.RetriesWithoutSuccess, defaultBudgetAllowance)
 	if !(c.MaxTokens >= 1 && c.MaxTokens <= maxBudgetTokens) {
 		bad("MaxTokens", "%v is not in [1, %g]", c.MaxTokens, maxBudgetTokens)
 	}
@@ -93,7 +83,7 @@ func (c BudgetConfig) normalize() (BudgetConfig, error) {
 	if !(c.MinPerSecond >= 0 && c.MinPerSecond <= maxBudgetTokens) {
 		bad("MinPerSecond", "%v is not in [0, %g]", c.MinPerSecond, maxBudgetTokens)
 	}
-	return c, errors.Join(errs...)
+	return c, ce.err()
 }
 
 // Budget is a retry budget shared by all calls to one target: a token

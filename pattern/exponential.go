@@ -1,8 +1,6 @@
 package pattern
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -131,23 +129,11 @@ func (c ExponentialBackoffConfig) Validate() error {
 
 // normalize validates c and returns it with the defaults filled in.
 func (c ExponentialBackoffConfig) normalize() (ExponentialBackoffConfig, error) {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: "ExponentialBackoffConfig." + field, Reason: fmt.Sprintf(format, args...)})
-	}
+	ce := configErrors{typ: "ExponentialBackoffConfig"}
+	bad := ce.bad
 	fraction := func(field string, v float64, zeroOK bool) {
 		if math.IsNaN(v) || v < 0 || v > 1 || v == 0 && !zeroOK {
 			bad(field, "%v is not in [0, 1]", v)
-		}
-	}
-	defInt := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	defDur := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
 		}
 	}
 
@@ -158,15 +144,13 @@ func (c ExponentialBackoffConfig) normalize() (ExponentialBackoffConfig, error) 
 	if c.SlowCallDuration < 0 {
 		bad("SlowCallDuration", "%v is negative; want 0 (disabled) or more", c.SlowCallDuration)
 	}
-	if c.SlowCallRateThreshold == 0 {
-		c.SlowCallRateThreshold = defaultSlowCallRateThreshold
-	}
+	orDefault(&c.SlowCallRateThreshold, defaultSlowCallRateThreshold)
 	fraction("SlowCallRateThreshold", c.SlowCallRateThreshold, false)
 	if c.ConsecutiveFailures == 0 && c.FailureRateThreshold == 0 && c.SlowCallDuration == 0 {
 		bad("ConsecutiveFailures", "no trip rule is enabled; set ConsecutiveFailures, FailureRateThreshold or SlowCallDuration (or start from DefaultExponentialBackoffConfig)")
 	}
 
-	defInt(&c.WindowCalls, defaultWindowCalls)
+	orDefault(&c.WindowCalls, defaultWindowCalls)
 	if c.WindowCalls < 0 || c.WindowCalls > maxWindowCalls {
 		bad("WindowCalls", "%d is not in [1, %d]", c.WindowCalls, maxWindowCalls)
 	}
@@ -175,45 +159,38 @@ func (c ExponentialBackoffConfig) normalize() (ExponentialBackoffConfig, error) 
 	} else if c.WindowDuration > 0 && c.WindowDuration < windowBuckets*time.Millisecond {
 		bad("WindowDuration", "%v is shorter than %v", c.WindowDuration, windowBuckets*time.Millisecond)
 	}
-	defInt(&c.MinimumCalls, defaultMinimumCalls)
+	orDefault(&c.MinimumCalls, defaultMinimumCalls)
 	if c.MinimumCalls < 0 {
 		bad("MinimumCalls", "%d is negative", c.MinimumCalls)
 	} else if c.WindowDuration == 0 && c.MinimumCalls > c.WindowCalls && (c.FailureRateThreshold > 0 || c.SlowCallDuration > 0) {
 		bad("MinimumCalls", "%d is more than WindowCalls (%d), so the rate rules could never apply", c.MinimumCalls, c.WindowCalls)
 	}
 
-	defDur(&c.OpenDelay, defaultOpenDelay)
+	orDefault(&c.OpenDelay, defaultOpenDelay)
 	if c.OpenDelay < 0 {
 		bad("OpenDelay", "%v is negative", c.OpenDelay)
 	}
-	defDur(&c.MaxOpenDelay, max(defaultMaxOpenDelay, c.OpenDelay))
+	orDefault(&c.MaxOpenDelay, max(defaultMaxOpenDelay, c.OpenDelay))
 	if c.MaxOpenDelay < c.OpenDelay {
 		bad("MaxOpenDelay", "%v is less than OpenDelay (%v)", c.MaxOpenDelay, c.OpenDelay)
 	}
-	if c.Multiplier == 0 {
-		c.Multiplier = defaultMultiplier
-	}
+	orDefault(&c.Multiplier, defaultMultiplier)
 	if !(c.Multiplier >= 1) || math.IsInf(c.Multiplier, 1) {
 		bad("Multiplier", "%v is not a finite number >= 1", c.Multiplier)
 	}
 	if !(c.Jitter >= 0 && c.Jitter < 1) {
 		bad("Jitter", "%v is not in [0, 1)", c.Jitter)
 	}
-	defInt(&c.MaxProbes, defaultMaxProbes)
+	orDefault(&c.MaxProbes, defaultMaxProbes)
 	if c.MaxProbes < 0 {
 		bad("MaxProbes", "%d is negative", c.MaxProbes)
 	}
-	defInt(&c.SuccessThreshold, defaultSuccessThreshold)
+	orDefault(&c.SuccessThreshold, defaultSuccessThreshold)
 	if c.SuccessThreshold < 0 {
 		bad("SuccessThreshold", "%d is negative", c.SuccessThreshold)
 	}
-	if c.FailureCodes == 0 {
-		c.FailureCodes = DefaultFailureCodes
-	}
-	if c.FailureCodes.Has(codes.OK) || c.FailureCodes.Has(codes.Canceled) {
-		bad("FailureCodes", "%v contains OK or Canceled; caller cancellation is always neutral", c.FailureCodes)
-	}
-	return c, errors.Join(errs...)
+	ce.failureCodes(&c.FailureCodes)
+	return c, ce.err()
 }
 
 // ExponentialBackoff is a circuit breaker whose open delay grows with every

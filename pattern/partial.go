@@ -2,7 +2,6 @@ package pattern
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -110,10 +109,8 @@ func (c PartialRecoveryConfig) Validate() error {
 // normalize validates c and returns it with the defaults filled in and its
 // own copy of Ramp.
 func (c PartialRecoveryConfig) normalize() (PartialRecoveryConfig, error) {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &ConfigError{Field: "PartialRecoveryConfig." + field, Reason: fmt.Sprintf(format, args...)})
-	}
+	ce := configErrors{typ: "PartialRecoveryConfig"}
+	bad := ce.bad
 	bc, err := c.Breaker.normalize()
 	for _, e := range joined(err) {
 		var ce *ConfigError
@@ -144,21 +141,15 @@ func (c PartialRecoveryConfig) normalize() (PartialRecoveryConfig, error) {
 	}
 	c.Ramp = append([]float64(nil), c.Ramp...)
 
-	if c.StepWindow == 0 {
-		c.StepWindow = defaultStepWindow
-	}
+	orDefault(&c.StepWindow, defaultStepWindow)
 	if c.StepWindow < time.Millisecond {
 		bad("StepWindow", "%v is shorter than 1ms", c.StepWindow)
 	}
-	if c.StepFailureRate == 0 {
-		c.StepFailureRate = defaultStepFailureRate
-	}
+	orDefault(&c.StepFailureRate, defaultStepFailureRate)
 	if !(c.StepFailureRate > 0 && c.StepFailureRate <= 1) {
 		bad("StepFailureRate", "%v is not in (0, 1]", c.StepFailureRate)
 	}
-	if c.StepMinimumCalls == 0 {
-		c.StepMinimumCalls = defaultStepMinimumCalls
-	}
+	orDefault(&c.StepMinimumCalls, defaultStepMinimumCalls)
 	if c.StepMinimumCalls < 0 {
 		bad("StepMinimumCalls", "%d is negative", c.StepMinimumCalls)
 	}
@@ -167,9 +158,7 @@ func (c PartialRecoveryConfig) normalize() (PartialRecoveryConfig, error) {
 	} else if c.SlowStartWindow > 0 && c.SlowStartWindow < time.Millisecond {
 		bad("SlowStartWindow", "%v is shorter than 1ms", c.SlowStartWindow)
 	}
-	if c.SlowStartAggression == 0 {
-		c.SlowStartAggression = defaultSlowStartAggression
-	}
+	orDefault(&c.SlowStartAggression, defaultSlowStartAggression)
 	if !(c.SlowStartAggression > 0) || math.IsInf(c.SlowStartAggression, 1) {
 		bad("SlowStartAggression", "%v is not a finite number > 0", c.SlowStartAggression)
 	}
@@ -182,7 +171,7 @@ func (c PartialRecoveryConfig) normalize() (PartialRecoveryConfig, error) {
 	if c.MaxInFlight < 0 {
 		bad("MaxInFlight", "%d is negative; want 0 (no cap) or more", c.MaxInFlight)
 	}
-	return c, errors.Join(errs...)
+	return c, ce.err()
 }
 
 // joined returns the errors joined in err (nil for nil).
