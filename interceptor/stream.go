@@ -71,6 +71,8 @@ func (s *Suite) StreamClientInterceptor() grpc.StreamClientInterceptor {
 
 // stream is the stream interceptor.
 func (s *Suite) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	// The same start as unary's, written out: a shared helper is not
+	// inlined and cost the unary healthy path 1.5 ns (+4.5 %).
 	ms := s.method(method)
 	pol := ms.pol
 	ts := s.target(ms.holder, targetOf(cc))
@@ -753,31 +755,30 @@ func (w *clientStream) Header() (metadata.MD, error) {
 
 // Trailer implements grpc.ClientStream: the trailer of the current attempt.
 func (w *clientStream) Trailer() metadata.MD {
-	if w.committed.Load() {
-		return w.cur.cs.Trailer()
+	if at := w.current(); at != nil {
+		return at.cs.Trailer()
 	}
-	w.mu.Lock()
-	at := w.cur
-	w.mu.Unlock()
-	if at == nil {
-		return nil
-	}
-	return at.cs.Trailer()
+	return nil
 }
 
 // Context implements grpc.ClientStream: the current attempt's context, or
 // the caller's when no attempt is open.
 func (w *clientStream) Context() context.Context {
+	if at := w.current(); at != nil {
+		return at.cs.Context()
+	}
+	return w.ctx
+}
+
+// current returns the current attempt, nil when none is open. Once the
+// stream is committed cur no longer changes and is read without the lock.
+func (w *clientStream) current() *attempt {
 	if w.committed.Load() {
-		return w.cur.cs.Context()
+		return w.cur
 	}
 	w.mu.Lock()
-	at := w.cur
-	w.mu.Unlock()
-	if at == nil {
-		return w.ctx
-	}
-	return at.cs.Context()
+	defer w.mu.Unlock()
+	return w.cur
 }
 
 // sleepCtx sleeps d, or until ctx is done; it reports whether it slept.
