@@ -78,26 +78,31 @@ func BenchmarkHealthyTCP(b *testing.B) {
 		{"noop", noopUnary},
 		{"rebound", s.UnaryClientInterceptor()},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			cc, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithDisableRetry(), grpc.WithChainUnaryInterceptor(bc.ic))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cc.Close()
-			client := testpb.NewEchoServiceClient(cc)
-			ctx := context.Background()
-			req := &testpb.EchoRequest{Message: "hello"}
-			if _, err := client.Echo(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.Echo(ctx, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run(bc.name, func(b *testing.B) { benchEcho(b, srv.Addr, grpc.WithChainUnaryInterceptor(bc.ic)) })
+	}
+}
+
+// benchEcho measures healthy Echo calls to addr over a connection dialed
+// with opts (plus insecure credentials and grpc-go's retries off), after one
+// warm-up call.
+func benchEcho(b *testing.B, addr string, opts ...grpc.DialOption) {
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry()}, opts...)
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	client := testpb.NewEchoServiceClient(cc)
+	ctx := context.Background()
+	req := &testpb.EchoRequest{Message: "hello"}
+	if _, err := client.Echo(ctx, req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.Echo(ctx, req); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -134,26 +139,7 @@ func BenchmarkTracingCost(b *testing.B) {
 		{"otelgrpc", []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp)))}},
 		{"rebound", []grpc.DialOption{grpc.WithChainUnaryInterceptor(s.UnaryClientInterceptor())}},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry()}, bc.opts...)
-			cc, err := grpc.NewClient(srv.Addr, opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cc.Close()
-			client := testpb.NewEchoServiceClient(cc)
-			ctx := context.Background()
-			req := &testpb.EchoRequest{Message: "hello"}
-			if _, err := client.Echo(ctx, req); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := client.Echo(ctx, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run(bc.name, func(b *testing.B) { benchEcho(b, srv.Addr, bc.opts...) })
 	}
 }
 
